@@ -1,0 +1,1 @@
+"""The inference engine: no Jupyter, no IPython in here."""

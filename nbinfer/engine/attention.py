@@ -1,0 +1,119 @@
+"""Paged attention: the metadata a step carries and the plain-torch backend.
+
+KV cache layout, per layer: k_cache, v_cache [num_blocks, block_size, num_kv_heads, head_dim].
+Token t of a sequence lives in block block_table[t // block_size] at offset t % block_size, i.e. at
+slot block * block_size + offset of the flattened cache.
+
+A step's tokens are packed: sequence i owns q[query_start_loc[i]:query_start_loc[i+1]] and attends
+causally to the first seq_lens[i] tokens of its context (cached prefix + the new tokens). The first
+num_decodes sequences have exactly one new token, so backends can batch them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass
+class AttentionMetadata:
+    slot_mapping: torch.Tensor       # [T] int64: cache slot of each new token
+    query_start_loc: torch.Tensor    # [B + 1] int32
+    seq_lens: torch.Tensor           # [B] int32: context length after this step
+    block_tables: torch.Tensor       # [B, max_blocks] int32, padded with 0
+    num_decodes: int                 # leading sequences with one new token
+    max_query_len: int
+    max_seq_len: int
+    query_lens_cpu: list[int]
+    seq_lens_cpu: list[int]
+
+    @property
+    def num_seqs(self) -> int:
+        return len(self.seq_lens_cpu)
+
+
+def write_kv(k: torch.Tensor, v: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
+             slot_mapping: torch.Tensor) -> None:
+    k_cache.view(-1, *k_cache.shape[2:]).index_copy_(0, slot_mapping, k)
+    v_cache.view(-1, *v_cache.shape[2:]).index_copy_(0, slot_mapping, v)
+
+
+def gather_kv(cache: torch.Tensor, block_table: torch.Tensor, length: int) -> torch.Tensor:
+    """[length, H, D]: the first `length` tokens of one sequence's context."""
+    nblocks = -(-length // cache.shape[1])
+    return cache[block_table[:nblocks]].flatten(0, 1)[:length]
+
+
+class TorchAttention:
+    """Reference backend: SDPA over gathered KV. Decodes are batched, prefills run one by one."""
+
+    name = "torch"
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, k_cache: torch.Tensor,
+                v_cache: torch.Tensor, meta: AttentionMetadata, scale: float) -> torch.Tensor:
+        write_kv(k, v, k_cache, v_cache, meta.slot_mapping)
+        out = torch.empty_like(q)
+        nd = meta.num_decodes
+        if nd:
+            out[:nd] = self._decode(q[:nd], k_cache, v_cache, meta, scale)
+        pos = nd
+        for i in range(nd, meta.num_seqs):
+            qlen, ctx = meta.query_lens_cpu[i], meta.seq_lens_cpu[i]
+            qi = q[pos:pos + qlen]
+            if ctx == qlen:    # nothing cached before this chunk: attend to the new tokens only
+                ki, vi = k[pos:pos + qlen], v[pos:pos + qlen]
+            else:
+                ki = gather_kv(k_cache, meta.block_tables[i], ctx)
+                vi = gather_kv(v_cache, meta.block_tables[i], ctx)
+            out[pos:pos + qlen] = _causal_sdpa(qi, ki, vi, scale)
+            pos += qlen
+        return out
+
+    @staticmethod
+    def _decode(q, k_cache, v_cache, meta, scale):
+        nd = q.shape[0]
+        bs = k_cache.shape[1]
+        max_len = max(meta.seq_lens_cpu[:nd])
+        nblocks = -(-max_len // bs)
+        tables = meta.block_tables[:nd, :nblocks]
+        keys = k_cache[tables].flatten(1, 2)            # [nd, nblocks * bs, Hk, D]
+        values = v_cache[tables].flatten(1, 2)
+        lens = meta.seq_lens[:nd].to(torch.long)
+        valid = torch.arange(keys.shape[1], device=q.device)[None, :] < lens[:, None]
+        mask = valid[:, None, None, :]                  # [nd, 1, 1, L]
+        hq, hk = q.shape[1], keys.shape[2]
+        o = F.scaled_dot_product_attention(
+            q.unsqueeze(2),                              # [nd, Hq, 1, D]
+            keys.transpose(1, 2), values.transpose(1, 2),
+            attn_mask=mask, scale=scale, enable_gqa=hq != hk)
+        return o.squeeze(2)
+
+
+def _causal_sdpa(q, k, v, scale):
+    """q [Lq, Hq, D] are the last Lq positions of a context k/v [Lk, Hk, D]."""
+    lq, lk = q.shape[0], k.shape[0]
+    hq, hk = q.shape[1], k.shape[1]
+    qt, kt, vt = q.transpose(0, 1), k.transpose(0, 1), v.transpose(0, 1)
+    if lq == lk:
+        o = F.scaled_dot_product_attention(qt, kt, vt, is_causal=True, scale=scale, enable_gqa=hq != hk)
+    else:
+        rows = torch.arange(lk - lq, lk, device=q.device)[:, None]
+        mask = torch.arange(lk, device=q.device)[None, :] <= rows
+        o = F.scaled_dot_product_attention(qt, kt, vt, attn_mask=mask, scale=scale, enable_gqa=hq != hk)
+    return o.transpose(0, 1)
+
+
+def make_backend(name: str, device: torch.device):
+    """'auto' picks triton on CUDA, torch elsewhere."""
+    if name == "auto":
+        name = "triton" if device.type == "cuda" else "torch"
+    if name == "torch":
+        return TorchAttention()
+    if name == "triton":
+        try:
+            from nbinfer.kernels.attention_backend import TritonAttention
+        except ImportError as e:
+            raise ValueError(f"attention_backend='triton' needs the triton package ({e})") from e
+        return TritonAttention()
+    raise ValueError(f"attention_backend must be 'auto', 'torch' or 'triton', got {name!r}")

@@ -1,0 +1,432 @@
+"""The engine: one thread owns the model and the KV pool; everything else talks to it by message.
+
+    submit() (any thread) -> inbox -> engine thread: schedule -> run -> postprocess -> handles
+
+submit() validates and tokenizes in the caller's thread, so bad input raises there as a ValueError
+and never reaches the engine thread.
+"""
+from __future__ import annotations
+
+import gc
+import itertools
+import logging
+import queue
+import threading
+import time
+from dataclasses import replace
+
+import torch
+
+from ..models.config import ModelConfig
+from ..models.loader import architecture_of, load_hf_config, resolve_model_path
+from ..models.tokenizer import IncrementalDetokenizer, eos_token_ids, load_tokenizer
+from .block_pool import BlockPool
+from .config import EngineConfig
+from .handle import RequestHandle
+from .model_runner import ModelRunner, resolve_device, resolve_dtype
+from .outputs import CompletionOutput, Logprob, RequestOutput
+from .sampler import Sampler, prompt_logprobs
+from .sampling_params import SamplingParams
+from .scheduler import Batch, Scheduler
+from .sequence import Request, Sequence, SeqState
+from .stats import EngineStats, RequestStats, ThroughputMeter
+
+log = logging.getLogger("nbinfer")
+
+_STATS_PERIOD_S = 0.05
+
+
+class Engine:
+    def __init__(self, cfg: EngineConfig):
+        self.cfg = cfg
+        self.path = resolve_model_path(cfg.model, cfg.revision)
+        hf_config = load_hf_config(self.path, cfg.trust_remote_code)
+        self.model_config = ModelConfig.from_hf(hf_config, architecture_of(hf_config, self.path))
+        self.tokenizer = load_tokenizer(self.path, cfg.trust_remote_code)
+        self.eos_ids = eos_token_ids(self.tokenizer, self.path)
+        self.device = resolve_device(cfg.device)
+        self.dtype = resolve_dtype(cfg.dtype, self.device)
+
+        mc = self.model_config
+        wanted_len = cfg.max_model_len or mc.max_position_embeddings
+        if mc.sliding_window and mc.sliding_window < wanted_len:
+            log.warning("capping max_model_len at the model's sliding window (%d): nbinfer attends to "
+                        "the full context", mc.sliding_window)
+            wanted_len = mc.sliding_window
+        budget = cfg.max_num_batched_tokens or (8192 if self.device.type == "cuda" else 2048)
+        self.runner = ModelRunner(cfg, mc, self.path, self.device, self.dtype, wanted_len, budget)
+        capacity = self.runner.num_blocks * cfg.block_size
+        if capacity < wanted_len:
+            if cfg.max_model_len:
+                self.runner.close()
+                raise ValueError(f"max_model_len={cfg.max_model_len} needs {-(-wanted_len // cfg.block_size)} "
+                                 f"KV blocks but the pool holds {self.runner.num_blocks}; lower max_model_len "
+                                 "or give the cache more memory (num_kv_blocks, gpu_memory_utilization)")
+            wanted_len = capacity      # so any single request always fits: no request can hang
+        self.max_model_len = wanted_len
+        self.pool = BlockPool(self.runner.num_blocks, cfg.block_size, cfg.enable_prefix_caching)
+        self.scheduler = Scheduler(cfg, self.pool, budget)
+        self.sampler = Sampler(cfg.seed, self.device)
+
+        self.requests: dict[str, Request] = {}
+        self._ids = itertools.count()
+        self._inbox: queue.SimpleQueue = queue.SimpleQueue()
+        self._meter = ThroughputMeter()
+        self._totals = dict(prompt=0, generation=0, steps=0, peak_running=0)
+        self._snapshot = self._build_snapshot()
+        self._snapshot_time = 0.0
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="nbinfer-engine", daemon=True)
+        self._thread.start()
+
+    # =============================================================================================
+    # caller side (any thread)
+    # =============================================================================================
+    def submit(self, prompt, params: SamplingParams | None = None, request_id: str | None = None,
+               program_id: str | None = None) -> RequestHandle:
+        if self._stopped.is_set():
+            raise RuntimeError("the engine has been shut down")
+        params = params or SamplingParams()
+        if not isinstance(params, SamplingParams):
+            raise TypeError(f"sampling params must be a SamplingParams, got {type(params).__name__}")
+        text, ids = self._tokenize(prompt)
+        if not ids:
+            raise ValueError("prompt is empty: it must have at least one token")
+        if len(ids) >= self.max_model_len:
+            raise ValueError(f"prompt has {len(ids)} tokens; the limit is max_model_len - 1 = "
+                             f"{self.max_model_len - 1}")
+        vocab = self.model_config.vocab_size
+        if any((not isinstance(t, int)) or t < 0 or t >= vocab for t in ids):
+            raise ValueError(f"prompt_token_ids must be integers in [0, {vocab})")
+        bad_stop = [t for t in params.stop_token_ids if t >= vocab]
+        if bad_stop:
+            raise ValueError(f"SamplingParams.stop_token_ids has ids outside the vocabulary: {bad_stop}")
+        room = self.max_model_len - len(ids)
+        max_tokens = room if params.max_tokens is None else min(params.max_tokens, room)
+        rid = request_id or f"req-{next(self._ids)}"
+        req = Request(rid, text, ids, params, max_tokens, time.monotonic(), program_id=program_id)
+        handle = RequestHandle(rid, params.n, self._cancel)
+        req.sink = handle
+        self._inbox.put(("add", req))
+        return handle
+
+    def _tokenize(self, prompt) -> tuple[str | None, list[int]]:
+        if isinstance(prompt, str):
+            return prompt, self.tokenizer.encode(prompt)
+        if isinstance(prompt, dict):
+            if "prompt_token_ids" in prompt:
+                ids = prompt["prompt_token_ids"]
+                if not isinstance(ids, (list, tuple)):
+                    raise ValueError("prompt_token_ids must be a list of integers")
+                return prompt.get("prompt"), list(ids)
+            if "prompt" in prompt and isinstance(prompt["prompt"], str):
+                return prompt["prompt"], self.tokenizer.encode(prompt["prompt"])
+            raise ValueError("a dict prompt needs 'prompt' (str) or 'prompt_token_ids' (list of int)")
+        raise ValueError(f"prompt must be a str or a dict with 'prompt_token_ids', got {type(prompt).__name__}")
+
+    def _cancel(self, request_id: str) -> None:
+        done = threading.Event()
+        self._inbox.put(("abort", request_id, done))
+        if threading.current_thread() is not self._thread:
+            while not done.wait(0.05) and self._thread.is_alive():
+                pass
+
+    def call(self, fn, timeout: float | None = None):
+        """Run fn() on the engine thread between steps and return its result."""
+        box: dict = {}
+        done = threading.Event()
+        self._inbox.put(("call", fn, box, done))
+        if not done.wait(timeout):
+            raise TimeoutError("the engine thread did not answer")
+        if "error" in box:
+            raise box["error"]
+        return box["value"]
+
+    def stats(self) -> EngineStats:
+        prefill, decode = self._meter.rates()
+        return replace(self._snapshot, prefill_tokens_per_s=prefill, decode_tokens_per_s=decode)
+
+    def shutdown(self) -> None:
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        self._inbox.put(("stop",))
+        self._thread.join(timeout=60)
+        self.runner.close()
+        del self.runner
+        gc.collect()
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    # =============================================================================================
+    # engine thread
+    # =============================================================================================
+    def _loop(self) -> None:
+        while True:
+            try:
+                if not self._drain(block=not self.scheduler.has_work()):
+                    break
+                if self.scheduler.has_work():
+                    self._step()
+            except Exception as e:   # a bug or a device error: fail what is in flight, keep serving
+                log.exception("engine step failed")
+                self._fail_all(e)
+            if not self.scheduler.has_work():
+                self._publish_stats(force=True)
+        self._fail_all(RuntimeError("the engine was shut down"))
+
+    def _drain(self, block: bool) -> bool:
+        """Handle queued messages; False once asked to stop."""
+        try:
+            msg = self._inbox.get() if block else self._inbox.get_nowait()
+        except queue.Empty:
+            return True
+        while True:
+            kind = msg[0]
+            if kind == "stop":
+                return False
+            if kind == "add":
+                self._add(msg[1])
+            elif kind == "abort":
+                self._abort(msg[1])
+                self._publish_stats(force=True)
+                msg[2].set()
+            elif kind == "call":
+                try:
+                    msg[2]["value"] = msg[1]()
+                except Exception as e:
+                    msg[2]["error"] = e
+                msg[3].set()
+            try:
+                msg = self._inbox.get_nowait()
+            except queue.Empty:
+                return True
+
+    def _add(self, req: Request) -> None:
+        seq = self._new_seq(req, 0, list(req.prompt_token_ids))
+        req.seqs.append(seq)
+        self.requests[req.request_id] = req
+        self._totals["prompt"] += len(req.prompt_token_ids)
+        self.scheduler.add(seq)
+
+    def _new_seq(self, req: Request, index: int, token_ids: list[int]) -> Sequence:
+        seq = Sequence(req, index, token_ids)
+        seq.detok = IncrementalDetokenizer(self.tokenizer, req.prompt_token_ids, req.params.skip_special_tokens)
+        if req.params.seed is not None:
+            seq.generator = torch.Generator(device=self.device)
+            seq.generator.manual_seed(req.params.seed + index)
+        return seq
+
+    # -- one step ---------------------------------------------------------------------------------
+    def _step(self) -> None:
+        started = time.monotonic()
+        batch = self.scheduler.schedule()
+        if not batch.items:
+            return
+        out = self.runner.run(batch)
+        prefill = decode = 0
+        for it in batch.items:
+            seq = it.seq
+            if it.num_new == 1 and seq.num_output > 0 and seq.num_computed == seq.num_tokens - 1:
+                decode += 1
+            else:
+                prefill += it.num_new
+            seq.num_computed += it.num_new
+            self._publish_blocks(seq)
+        if out.prompt_logits is not None:
+            self._collect_prompt_logprobs(out)
+
+        finished: list[Request] = []
+        sampled = [it.seq for it in batch.items if it.sample]
+        if sampled:
+            rows, seqs = [], []
+            for row, seq in enumerate(sampled):
+                req = seq.request
+                family = self._fork(seq) if req.params.n > 1 and not req.forked else [seq]
+                rows += [row] * len(family)
+                seqs += family
+            logits = out.sample_logits if len(rows) == len(sampled) else out.sample_logits[rows]
+            result = self.sampler(logits, seqs)
+            for i, seq in enumerate(seqs):
+                self._append_token(seq, i, result)
+                if seq.finished and seq.request.finished:
+                    finished.append(seq.request)
+            for seq in seqs:
+                self._stream(seq)
+
+        self._totals["steps"] += 1
+        self._totals["peak_running"] = max(self._totals["peak_running"], len(self.scheduler.running))
+        self._meter.record(started, prefill, decode)
+        self._publish_stats(force=bool(finished))
+        for req in finished:
+            self._complete(req)
+
+    def _publish_blocks(self, seq: Sequence) -> None:
+        full = seq.num_computed // self.cfg.block_size
+        if full > seq.num_published:
+            seq.cache_hint = self.pool.insert_full_blocks(seq.token_ids, seq.blocks, full,
+                                                          seq.num_published, seq.cache_hint)
+            seq.num_published = full
+
+    def _fork(self, parent: Sequence) -> list[Sequence]:
+        """n > 1: after the prompt's prefill, children share its full blocks and copy the partial one."""
+        req = parent.request
+        req.forked = True
+        bs = self.cfg.block_size
+        full = parent.num_computed // bs
+        src, dst = [], []
+        for index in range(1, req.params.n):
+            child = self._new_seq(req, index, list(parent.token_ids))
+            req.seqs.append(child)
+            if len(self.scheduler.running) >= self.cfg.max_num_seqs:
+                self.scheduler.add(child)        # no room to run now: recompute later from the cache
+                continue
+            fresh = self.pool.allocate(1) if parent.num_computed % bs else []
+            if fresh is None:
+                self.scheduler.add(child)
+                continue
+            shared = parent.blocks[:full]
+            self.pool.incref(shared)
+            child.blocks = shared + fresh
+            if fresh:
+                src.append(parent.blocks[full])
+                dst.append(fresh[0])
+            child.num_computed = parent.num_computed
+            child.num_published, child.cache_hint = parent.num_published, parent.cache_hint
+            self.scheduler.add_running(child)
+        if src:
+            self.runner.copy_blocks(src, dst)
+        return req.seqs
+
+    def _collect_prompt_logprobs(self, out) -> None:
+        for span in out.prompt_spans:
+            req = span.request
+            k = req.params.prompt_logprobs or 0
+            rows = out.prompt_logits[span.rows]
+            n = rows.shape[0]
+            targets = req.prompt_token_ids[span.first_pos + 1:span.first_pos + 1 + n]
+            chosen, ranks, top_ids, top_lps = prompt_logprobs(rows, targets, k)
+            for j in range(n):
+                entry = {targets[j]: Logprob(chosen[j], ranks[j], self._token_text(targets[j]))}
+                for r, (tid, lp) in enumerate(zip(top_ids[j], top_lps[j])):
+                    entry.setdefault(tid, Logprob(lp, r + 1, self._token_text(tid)))
+                req.prompt_logprobs[span.first_pos + 1 + j] = entry
+            req.prompt_logprobs_done = span.first_pos + 1 + n
+
+    def _token_text(self, tid: int) -> str:
+        return self.tokenizer.decode([tid])
+
+    def _append_token(self, seq: Sequence, i: int, result) -> None:
+        req, p = seq.request, seq.request.params
+        tok = result.tokens[i]
+        seq.token_ids.append(tok)
+        self._totals["generation"] += 1
+        if req.metrics.first_token_time is None:
+            req.metrics.first_token_time = time.monotonic()
+        if seq.logprobs is not None:
+            entry = {tok: Logprob(result.logprobs[i], result.ranks[i], self._token_text(tok))}
+            if result.top_ids is not None:
+                for r, (tid, lp) in enumerate(zip(result.top_ids[i], result.top_logprobs[i])):
+                    entry.setdefault(tid, Logprob(lp, r + 1, self._token_text(tid)))
+            seq.logprobs.append(entry)
+            seq.cumulative_logprob += result.logprobs[i]
+        if seq.constraint is not None:
+            seq.constraint.accept(tok)
+
+        if tok in p.stop_token_ids:
+            return self._finish_seq(seq, "stop", tok)
+        if tok in self.eos_ids and not p.ignore_eos:
+            return self._finish_seq(seq, "stop", None)
+        before = len(seq.text)
+        seq.text += seq.detok.push(tok)
+        if p.stop and len(seq.text) > before:
+            for stop in p.stop:
+                at = seq.text.find(stop, max(0, before - len(stop) + 1))
+                if at >= 0:
+                    seq.text = seq.text[:at + len(stop) if p.include_stop_str_in_output else at]
+                    return self._finish_seq(seq, "stop", stop, flush=False)
+        if seq.num_output >= req.max_tokens or seq.num_tokens >= self.max_model_len:
+            return self._finish_seq(seq, "length", None)
+        if seq.constraint is not None and seq.constraint.is_finished():
+            return self._finish_seq(seq, "stop", None)
+
+    def _finish_seq(self, seq: Sequence, reason: str, stop_reason, flush: bool = True) -> None:
+        if flush:
+            seq.text += seq.detok.flush()
+        seq.finish_reason, seq.stop_reason = reason, stop_reason
+        self.scheduler.remove(seq)
+
+    def _stream(self, seq: Sequence) -> None:
+        hold = 0
+        if not seq.finished and seq.request.params.stop:
+            hold = max(len(s) for s in seq.request.params.stop) - 1   # a stop string may be forming
+        end = max(seq.sent, len(seq.text) - hold)
+        if end > seq.sent:
+            seq.request.sink._delta(seq.index, seq.text[seq.sent:end])
+            seq.sent = end
+
+    def _complete(self, req: Request) -> None:
+        self.requests.pop(req.request_id, None)
+        req.metrics.finished_time = time.monotonic()
+        req.sink._finish(self._output(req))
+
+    def _output(self, req: Request) -> RequestOutput:
+        outs = [CompletionOutput(s.index, s.text, s.output_ids, s.cumulative_logprob if s.logprobs is not None
+                                 else None, s.logprobs, s.finish_reason, s.stop_reason) for s in req.seqs]
+        for index in range(len(outs), req.params.n):     # aborted before the fork
+            outs.append(CompletionOutput(index, "", [], None, [] if req.params.logprobs is not None else None,
+                                         "abort"))
+        return RequestOutput(req.request_id, req.prompt, req.prompt_token_ids, req.prompt_logprobs, outs,
+                             finished=True, metrics=req.metrics)
+
+    def _abort(self, request_id: str) -> None:
+        req = self.requests.get(request_id)
+        if req is None:
+            return
+        for seq in req.seqs:
+            if not seq.finished:
+                seq.finish_reason = "abort"
+                self.scheduler.remove(seq)
+                self._stream(seq)
+        self._complete(req)
+
+    def _fail_all(self, error: BaseException) -> None:
+        for req in list(self.requests.values()):
+            for seq in req.seqs:
+                if not seq.finished:
+                    self.scheduler.remove(seq)
+            self.requests.pop(req.request_id, None)
+            req.sink._fail(error)
+
+    # -- stats ------------------------------------------------------------------------------------
+    def _publish_stats(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if force or now - self._snapshot_time >= _STATS_PERIOD_S:
+            self._snapshot = self._build_snapshot()
+            self._snapshot_time = now
+
+    def _build_snapshot(self) -> EngineStats:
+        reqs = {}
+        for rid, req in list(getattr(self, "requests", {}).items()):
+            states = {s.state for s in req.seqs}
+            if SeqState.RUNNING in states:
+                state = "running"
+            else:
+                state = "preempted" if any(s.num_output for s in req.seqs) else "waiting"
+            blocks = tuple(dict.fromkeys(b for s in req.seqs for b in s.blocks))
+            reqs[rid] = RequestStats(rid, state, len(req.prompt_token_ids), sum(s.num_output for s in req.seqs),
+                                     req.max_tokens, blocks, req.program_id)
+        pool, sched, runner = self.pool, self.scheduler, self.runner
+        return EngineStats(
+            blocks_total=pool.num_blocks, blocks_free=pool.num_free, blocks_used=pool.num_used,
+            blocks_cached=pool.num_cached, block_size=pool.block_size,
+            num_running=len(sched.running), num_waiting=len(sched.waiting),
+            num_preempted_total=sched.num_preempted_total,
+            prompt_tokens_total=self._totals["prompt"], generation_tokens_total=self._totals["generation"],
+            prefix_hit_tokens=sched.prefix_hit_tokens,
+            prefill_tokens_per_s=0.0, decode_tokens_per_s=0.0,
+            weights_bytes=runner.weights_bytes, kv_cache_bytes=runner.kv_cache_bytes,
+            requests=reqs, cached_block_ids=tuple(pool.cached_block_ids()),
+            peak_num_running=self._totals["peak_running"], steps_total=self._totals["steps"],
+            model=str(self.cfg.model or "default"), device=str(self.device),
+            dtype=str(self.dtype).replace("torch.", ""), max_model_len=self.max_model_len)

@@ -1,0 +1,156 @@
+"""Iteration-level scheduler: continuous batching, chunked prefill mixed with decodes, preemption.
+
+Each step hands out a token budget. Running sequences go first (a decode costs one token, an
+unfinished prefill continues with a chunk), then waiting ones are admitted, prefix-cache hits first
+reused. When a running sequence cannot get a block, the newest running sequence is preempted: its
+blocks are freed (full ones stay in the prefix cache) and it is recomputed later.
+"""
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+from .block_pool import BlockPool
+from .config import EngineConfig
+from .sequence import Sequence, SeqState
+
+
+@dataclass
+class ScheduledSeq:
+    seq: Sequence
+    num_new: int          # tokens computed this step: token_ids[num_computed:num_computed + num_new]
+    sample: bool          # the chunk reaches the end of token_ids: sample the next token
+
+
+@dataclass
+class Batch:
+    items: list[ScheduledSeq] = field(default_factory=list)   # single-token items first
+    num_tokens: int = 0
+    preempted: list[Sequence] = field(default_factory=list)
+
+
+class Scheduler:
+    def __init__(self, cfg: EngineConfig, pool: BlockPool, max_num_batched_tokens: int):
+        self.cfg = cfg
+        self.pool = pool
+        self.block_size = pool.block_size
+        self.token_budget = max_num_batched_tokens
+        self.waiting: deque[Sequence] = deque()
+        self.running: list[Sequence] = []
+        self.num_preempted_total = 0
+        self.prefix_hit_tokens = 0      # tokens served from the prefix cache instead of computed
+
+    def has_work(self) -> bool:
+        return bool(self.waiting or self.running)
+
+    def add(self, seq: Sequence) -> None:
+        self.waiting.append(seq)
+
+    def add_running(self, seq: Sequence) -> None:
+        """A forked child: it already holds blocks and continues where its parent stopped."""
+        seq.state = SeqState.RUNNING
+        self.running.append(seq)
+
+    def remove(self, seq: Sequence) -> None:
+        """Take a sequence out (finished or aborted) and give its blocks back."""
+        if seq.state is SeqState.RUNNING:
+            self.running.remove(seq)
+        elif seq.state is SeqState.WAITING and seq in self.waiting:
+            self.waiting.remove(seq)
+        self._release(seq)
+        seq.state = SeqState.FINISHED
+
+    def _release(self, seq: Sequence) -> None:
+        self.pool.release(seq.blocks)
+        seq.blocks = []
+        seq.num_computed = 0
+        seq.num_published = 0
+        seq.cache_hint = None
+
+    def _blocks_for(self, num_tokens: int) -> int:
+        return -(-num_tokens // self.block_size)
+
+    def _grow(self, seq: Sequence, num_tokens: int) -> bool:
+        need = self._blocks_for(num_tokens) - len(seq.blocks)
+        if need <= 0:
+            return True
+        blocks = self.pool.allocate(need)
+        if blocks is None:
+            return False
+        seq.blocks.extend(blocks)
+        return True
+
+    def _preempt(self, seq: Sequence, batch: Batch) -> None:
+        self._release(seq)
+        seq.state = SeqState.WAITING
+        self.waiting.appendleft(seq)
+        self.num_preempted_total += 1
+        batch.preempted.append(seq)
+
+    def schedule(self) -> Batch:
+        batch = Batch()
+        budget = self.token_budget
+
+        # 1. running sequences, oldest first; the newest are preempted when blocks run out
+        i = 0
+        while i < len(self.running) and budget > 0:
+            seq = self.running[i]
+            num_new = min(seq.num_tokens - seq.num_computed, budget)
+            while not self._grow(seq, seq.num_computed + num_new):
+                victim = self.running.pop()
+                self._preempt(victim, batch)
+                if victim is seq:
+                    break
+            else:
+                batch.items.append(ScheduledSeq(seq, num_new, seq.num_computed + num_new == seq.num_tokens))
+                budget -= num_new
+                i += 1
+
+        # 2. waiting sequences, unless this step already had to preempt
+        if self.cfg.schedule_policy == "lpm" and len(self.waiting) > 1 and not batch.preempted:
+            self._sort_waiting_by_cached_prefix()
+        while self.waiting and budget > 0 and len(self.running) < self.cfg.max_num_seqs and not batch.preempted:
+            seq = self.waiting[0]
+            matched = []
+            if seq.num_computed == 0 and not seq.blocks:
+                matched = self.pool.match_prefix(seq.token_ids, self._max_prefix_tokens(seq))
+                seq.blocks = list(matched)
+                seq.num_computed = len(matched) * self.block_size
+                seq.num_published = len(matched)
+            num_new = min(seq.num_tokens - seq.num_computed, budget)
+            if not self._grow(seq, seq.num_computed + num_new):
+                self._release(seq)      # give the matched blocks back; retry next step
+                break
+            self.waiting.popleft()
+            self.prefix_hit_tokens += len(matched) * self.block_size
+            seq.state = SeqState.RUNNING
+            self.running.append(seq)
+            req = seq.request
+            if req.metrics.first_scheduled_time is None:
+                req.metrics.first_scheduled_time = time.monotonic()
+                req.metrics.num_cached_tokens = len(matched) * self.block_size
+            batch.items.append(ScheduledSeq(seq, num_new, seq.num_computed + num_new == seq.num_tokens))
+            budget -= num_new
+
+        batch.items.sort(key=lambda it: it.num_new != 1)   # stable: single-token items first
+        batch.num_tokens = self.token_budget - budget
+        return batch
+
+    def _max_prefix_tokens(self, seq: Sequence) -> int:
+        # At least the last token is computed: its logits sample the next one. Prompt logprobs at
+        # position p need the logits of p - 1, so a prefix hit must stop before that.
+        limit = seq.num_tokens - 1
+        req = seq.request
+        if req.needs_prompt_logprobs:
+            limit = min(limit, req.prompt_logprobs_done - 1)
+        return limit
+
+    def _sort_waiting_by_cached_prefix(self) -> None:
+        """SGLang's longest-prefix-match policy: requests whose prefix is hot go first."""
+        cache = self.pool.cache
+        if cache is None:
+            return
+        def cached_blocks(seq: Sequence) -> int:
+            return len(cache.peek(seq.token_ids, self._max_prefix_tokens(seq) // self.block_size))
+        self.waiting = deque(sorted(self.waiting, key=cached_blocks, reverse=True))

@@ -1,0 +1,75 @@
+"""Tokenizer loading (transformers), stop-token discovery, and incremental detokenization."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+_REPLACEMENT = "\ufffd"
+
+
+def load_tokenizer(path: Path, trust_remote_code: bool = False):
+    from transformers import AutoTokenizer
+    try:
+        return AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except Exception as e:
+        raise ValueError(f"cannot load a tokenizer from {path}: {e}") from None
+
+
+def eos_token_ids(tokenizer, path: Path) -> set[int]:
+    """EOS ids from the tokenizer and generation_config.json (Llama 3 lists several there)."""
+    ids = set()
+    if tokenizer.eos_token_id is not None:
+        ids.add(tokenizer.eos_token_id)
+    gen = path / "generation_config.json"
+    if gen.exists():
+        eos = json.loads(gen.read_text()).get("eos_token_id")
+        if isinstance(eos, int):
+            ids.add(eos)
+        elif isinstance(eos, list):
+            ids.update(e for e in eos if isinstance(e, int))
+    return ids
+
+
+class IncrementalDetokenizer:
+    """Turns a token stream into text deltas without ever emitting half a UTF-8 character.
+
+    Decodes a short window of trailing tokens twice (with and without the newest ones); the text the
+    new tokens add is released once it no longer ends in U+FFFD, i.e. once its bytes are complete.
+    The window starts with the prompt's last tokens so a leading space decodes as it would in context.
+    """
+
+    _CONTEXT = 5
+
+    def __init__(self, tokenizer, prompt_ids: list[int], skip_special_tokens: bool = True):
+        self.tok = tokenizer
+        self.skip = skip_special_tokens
+        self.ids = list(prompt_ids[-self._CONTEXT:])
+        self.prefix = 0                     # window start
+        self.read = len(self.ids)           # tokens before this are already in the text
+
+    def _decode(self, ids) -> str:
+        return self.tok.decode(ids, skip_special_tokens=self.skip)
+
+    def push(self, token_id: int) -> str:
+        self.ids.append(token_id)
+        before = self._decode(self.ids[self.prefix:self.read])
+        after = self._decode(self.ids[self.prefix:])
+        if len(after) > len(before) and not after.endswith(_REPLACEMENT):
+            delta = after[len(before):]
+            self._advance()
+            return delta
+        return ""
+
+    def flush(self) -> str:
+        """At the end of a stream: whatever the pending tokens decode to, complete or not."""
+        before = self._decode(self.ids[self.prefix:self.read])
+        after = self._decode(self.ids[self.prefix:])
+        self._advance()
+        return after[len(before):] if len(after) > len(before) else ""
+
+    def _advance(self) -> None:
+        self.prefix, self.read = self.read, len(self.ids)
+        if self.prefix > 256:               # keep the window list short
+            del self.ids[:self.prefix]
+            self.read -= self.prefix
+            self.prefix = 0

@@ -1,0 +1,59 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from tiny_models import FAMILIES, build_tiny_model  # noqa: E402
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory):
+    """model_dir(family) -> folder with a tiny random model of that family (built once a session)."""
+    built = {}
+
+    def get(family: str = "llama", **kw) -> Path:
+        key = (family, tuple(sorted(kw.items())))
+        if key not in built:
+            name = family + "".join(f"-{k}{v}" for k, v in sorted(kw.items()))
+            built[key] = build_tiny_model(tmp_path_factory.mktemp(name), family, **kw)
+        return built[key]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def llama_dir(model_dir):
+    return model_dir("llama")
+
+
+@pytest.fixture(scope="session")
+def hf_ref(model_dir):
+    """hf_ref(family) -> HFReference for that tiny model (fp32, CPU)."""
+    from hf_reference import HFReference
+    cache = {}
+
+    def get(family: str = "llama") -> HFReference:
+        if family not in cache:
+            cache[family] = HFReference(model_dir(family))
+        return cache[family]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def shared_llm(llama_dir):
+    """One engine shared by tests that do not care about its configuration."""
+    from nbinfer import LLM
+    llm = LLM(llama_dir, num_kv_blocks=512)
+    yield llm
+    llm.shutdown()
+
+
+@pytest.fixture
+def families():
+    return FAMILIES
