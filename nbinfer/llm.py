@@ -61,6 +61,9 @@ class LLM:
         """Run a batch to completion; outputs in prompt order. Ctrl-C cancels what is still running."""
         if isinstance(prompts, (str, dict)):
             prompts = [prompts]
+        if not isinstance(prompts, (list, tuple)):
+            raise ValueError(f"prompts must be a str, a dict with 'prompt_token_ids', or a list of them; "
+                             f"got {type(prompts).__name__}")
         prompts = list(prompts)
         params = self._params_per_prompt(sampling_params, len(prompts))
         return self._run(prompts, params, use_tqdm)

@@ -13,8 +13,6 @@ import logging
 import queue
 import threading
 import time
-from dataclasses import replace
-
 import torch
 
 from ..models.config import ModelConfig
@@ -32,8 +30,6 @@ from .sequence import Request, Sequence, SeqState
 from .stats import EngineStats, RequestStats, ThroughputMeter
 
 log = logging.getLogger("nbinfer")
-
-_STATS_PERIOD_S = 0.05
 
 
 class Engine:
@@ -73,8 +69,9 @@ class Engine:
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
         self._meter = ThroughputMeter()
         self._totals = dict(prompt=0, generation=0, steps=0, peak_running=0)
-        self._snapshot = self._build_snapshot()
-        self._snapshot_time = 0.0
+        # Held by the engine thread while it mutates request/pool state (never during the forward
+        # pass), so stats() from any thread sees a consistent, current picture at little cost.
+        self._state_lock = threading.Lock()
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="nbinfer-engine", daemon=True)
         self._thread.start()
@@ -144,7 +141,8 @@ class Engine:
 
     def stats(self) -> EngineStats:
         prefill, decode = self._meter.rates()
-        return replace(self._snapshot, prefill_tokens_per_s=prefill, decode_tokens_per_s=decode)
+        with self._state_lock:
+            return self._snapshot(prefill, decode)
 
     def shutdown(self) -> None:
         if self._stopped.is_set():
@@ -170,10 +168,10 @@ class Engine:
                     self._step()
             except Exception as e:   # a bug or a device error: fail what is in flight, keep serving
                 log.exception("engine step failed")
-                self._fail_all(e)
-            if not self.scheduler.has_work():
-                self._publish_stats(force=True)
-        self._fail_all(RuntimeError("the engine was shut down"))
+                with self._state_lock:
+                    self._fail_all(e)
+        with self._state_lock:
+            self._fail_all(RuntimeError("the engine was shut down"))
 
     def _drain(self, block: bool) -> bool:
         """Handle queued messages; False once asked to stop."""
@@ -186,10 +184,11 @@ class Engine:
             if kind == "stop":
                 return False
             if kind == "add":
-                self._add(msg[1])
+                with self._state_lock:
+                    self._add(msg[1])
             elif kind == "abort":
-                self._abort(msg[1])
-                self._publish_stats(force=True)
+                with self._state_lock:
+                    self._abort(msg[1])
                 msg[2].set()
             elif kind == "call":
                 try:
@@ -220,10 +219,17 @@ class Engine:
     # -- one step ---------------------------------------------------------------------------------
     def _step(self) -> None:
         started = time.monotonic()
-        batch = self.scheduler.schedule()
+        with self._state_lock:
+            batch = self.scheduler.schedule()
         if not batch.items:
             return
         out = self.runner.run(batch)
+        with self._state_lock:
+            finished = self._postprocess(batch, out, started)
+        for req in finished:
+            self._complete(req)
+
+    def _postprocess(self, batch: Batch, out, started: float) -> list[Request]:
         prefill = decode = 0
         for it in batch.items:
             seq = it.seq
@@ -257,9 +263,9 @@ class Engine:
         self._totals["steps"] += 1
         self._totals["peak_running"] = max(self._totals["peak_running"], len(self.scheduler.running))
         self._meter.record(started, prefill, decode)
-        self._publish_stats(force=bool(finished))
         for req in finished:
-            self._complete(req)
+            self.requests.pop(req.request_id, None)
+        return finished
 
     def _publish_blocks(self, seq: Sequence) -> None:
         full = seq.num_computed // self.cfg.block_size
@@ -366,6 +372,7 @@ class Engine:
             seq.sent = end
 
     def _complete(self, req: Request) -> None:
+        """Hand the final output over (after the state change is visible to stats())."""
         self.requests.pop(req.request_id, None)
         req.metrics.finished_time = time.monotonic()
         req.sink._finish(self._output(req))
@@ -399,15 +406,10 @@ class Engine:
             req.sink._fail(error)
 
     # -- stats ------------------------------------------------------------------------------------
-    def _publish_stats(self, force: bool = False) -> None:
-        now = time.monotonic()
-        if force or now - self._snapshot_time >= _STATS_PERIOD_S:
-            self._snapshot = self._build_snapshot()
-            self._snapshot_time = now
-
-    def _build_snapshot(self) -> EngineStats:
+    def _snapshot(self, prefill_rate: float, decode_rate: float) -> EngineStats:
+        """Build EngineStats; the caller holds _state_lock."""
         reqs = {}
-        for rid, req in list(getattr(self, "requests", {}).items()):
+        for rid, req in self.requests.items():
             states = {s.state for s in req.seqs}
             if SeqState.RUNNING in states:
                 state = "running"
@@ -424,7 +426,7 @@ class Engine:
             num_preempted_total=sched.num_preempted_total,
             prompt_tokens_total=self._totals["prompt"], generation_tokens_total=self._totals["generation"],
             prefix_hit_tokens=sched.prefix_hit_tokens,
-            prefill_tokens_per_s=0.0, decode_tokens_per_s=0.0,
+            prefill_tokens_per_s=prefill_rate, decode_tokens_per_s=decode_rate,
             weights_bytes=runner.weights_bytes, kv_cache_bytes=runner.kv_cache_bytes,
             requests=reqs, cached_block_ids=tuple(pool.cached_block_ids()),
             peak_num_running=self._totals["peak_running"], steps_total=self._totals["steps"],

@@ -91,8 +91,9 @@ class ModelRunner:
         self.num_blocks = cfg.num_kv_blocks or self._blocks_from_budget(max_model_len)
         shape = (model_cfg.num_layers, 2, self.num_blocks, self.block_size, model_cfg.num_kv_heads,
                  model_cfg.head_dim)
-        # CPU: torch.empty leaves pages uncommitted until a block is first written
-        self.kv_cache = torch.empty(shape, dtype=dtype, device=device)
+        # zeros, not empty: batched decode reads whole blocks past a sequence's end under a mask, and
+        # masked garbage that happens to be NaN would still poison the weighted sum (0 * NaN)
+        self.kv_cache = torch.zeros(shape, dtype=dtype, device=device)
         self.kv_cache_bytes = self.kv_cache.numel() * self.kv_cache.element_size()
 
     # -- sizing -----------------------------------------------------------------------------------
