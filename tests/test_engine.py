@@ -278,3 +278,15 @@ def test_seed_example_runs_with_only_the_import_changed(llama_dir):
         generated_text = output.outputs[0].text
         assert prompt in prompts and isinstance(generated_text, str)
     llm.shutdown()
+
+
+def test_stats_show_shared_blocks(llama_dir):
+    with LLM(llama_dir, num_kv_blocks=64) as llm:
+        a = llm.submit(LONG, SamplingParams(max_tokens=300, ignore_eos=True))
+        next(iter(a))
+        b = llm.submit(LONG + "more", SamplingParams(max_tokens=300, ignore_eos=True))
+        next(iter(b))
+        s = llm.stats()
+        a.cancel(), b.cancel()
+    both = set(s.requests[a.request_id].block_ids) & set(s.requests[b.request_id].block_ids)
+    assert both and set(s.shared_block_ids) == both

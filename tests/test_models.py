@@ -154,3 +154,14 @@ def test_bf16_runs_on_cpu(llama_dir):
         out = llm.generate("The quick", SamplingParams(temperature=0, max_tokens=4, ignore_eos=True))[0]
         assert len(out.outputs[0].token_ids) == 4
         assert llm.engine.runner.kv_cache.dtype == torch.bfloat16
+
+
+def test_dummy_load_format_needs_no_weights(tmp_path, llama_dir):
+    cfg_only = tmp_path / "m"
+    shutil.copytree(llama_dir, cfg_only)
+    (cfg_only / "model.safetensors").unlink()
+    with LLM(str(cfg_only), load_format="dummy", num_kv_blocks=16) as llm:
+        out = llm.generate("The", SamplingParams(max_tokens=4, ignore_eos=True))[0]
+        assert len(out.outputs[0].token_ids) == 4
+        norm = llm.engine.runner.model.model.norm.weight
+        assert torch.all(norm == 1)

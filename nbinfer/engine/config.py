@@ -25,6 +25,7 @@ class EngineConfig:
     enforce_eager: bool = False          # True: no CUDA graphs
     schedule_policy: str = "fcfs"        # "fcfs" | "lpm" (longest cached prefix first)
     trust_remote_code: bool = False
+    load_format: str = "auto"            # "auto": safetensors; "dummy": random weights (benchmarks)
     revision: str | None = None
 
     def __post_init__(self):
@@ -49,6 +50,8 @@ class EngineConfig:
             raise ValueError(
                 f"tensor_parallel_size={self.tensor_parallel_size} is not supported: "
                 "nbinfer runs the model on one device inside the notebook kernel")
+        if self.load_format not in ("auto", "dummy"):
+            raise ValueError(f"load_format must be 'auto' or 'dummy', got {self.load_format!r}")
         if self.schedule_policy not in ("fcfs", "lpm"):
             raise ValueError(f"schedule_policy must be 'fcfs' or 'lpm', got {self.schedule_policy!r}")
 

@@ -409,12 +409,16 @@ class Engine:
     def _snapshot(self, prefill_rate: float, decode_rate: float) -> EngineStats:
         """Build EngineStats; the caller holds _state_lock."""
         reqs = {}
+        holders: dict[int, int] = {}
         for rid, req in self.requests.items():
             states = {s.state for s in req.seqs}
             if SeqState.RUNNING in states:
                 state = "running"
             else:
                 state = "preempted" if any(s.num_output for s in req.seqs) else "waiting"
+            for s in req.seqs:
+                for b in s.blocks:
+                    holders[b] = holders.get(b, 0) + 1
             blocks = tuple(dict.fromkeys(b for s in req.seqs for b in s.blocks))
             reqs[rid] = RequestStats(rid, state, len(req.prompt_token_ids), sum(s.num_output for s in req.seqs),
                                      req.max_tokens, blocks, req.program_id)
@@ -429,6 +433,7 @@ class Engine:
             prefill_tokens_per_s=prefill_rate, decode_tokens_per_s=decode_rate,
             weights_bytes=runner.weights_bytes, kv_cache_bytes=runner.kv_cache_bytes,
             requests=reqs, cached_block_ids=tuple(pool.cached_block_ids()),
+            shared_block_ids=tuple(b for b, n in holders.items() if n > 1),
             peak_num_running=self._totals["peak_running"], steps_total=self._totals["steps"],
             model=str(self.cfg.model or "default"), device=str(self.device),
             dtype=str(self.dtype).replace("torch.", ""), max_model_len=self.max_model_len)

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from ..models.config import ModelConfig
-from ..models.loader import build_model, load_weights
+from ..models.loader import build_model, init_dummy_weights, load_weights
 from ..models.rope import cos_sin_table
 from .attention import AttentionMetadata, make_backend
 from .config import EngineConfig
@@ -82,7 +82,10 @@ class ModelRunner:
             torch.cuda.set_device(device)
             torch.cuda.reset_peak_memory_stats(device)
         self.model = build_model(model_cfg, device, dtype)
-        load_weights(self.model, path)
+        if cfg.load_format == "dummy":
+            init_dummy_weights(self.model, cfg.seed)
+        else:
+            load_weights(self.model, path)
         self.weights_bytes = sum(p.numel() * p.element_size() for p in self.model.parameters())
         self.backend = make_backend(cfg.attention_backend, device)
         self.cos, self.sin = cos_sin_table(model_cfg.head_dim, model_cfg.rope_theta, model_cfg.rope_scaling,

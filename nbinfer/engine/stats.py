@@ -37,7 +37,8 @@ class EngineStats:
     kv_cache_bytes: int
     requests: dict[str, RequestStats] = field(default_factory=dict)
     # beyond the contract, for the dashboard and benchmarks
-    cached_block_ids: tuple[int, ...] = ()
+    cached_block_ids: tuple[int, ...] = ()   # unreferenced blocks kept by the prefix cache
+    shared_block_ids: tuple[int, ...] = ()   # blocks referenced by more than one sequence
     peak_num_running: int = 0
     steps_total: int = 0
     model: str = ""

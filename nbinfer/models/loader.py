@@ -134,6 +134,19 @@ def load_weights(model: torch.nn.Module, path: Path) -> None:
         raise ValueError(f"checkpoint in {path} lacks {len(missing)} tensor(s), e.g. {missing[0].split('#')[0]}")
 
 
+@torch.no_grad()
+def init_dummy_weights(model: torch.nn.Module, seed: int = 0) -> None:
+    """Random weights of the right shapes (load_format="dummy"): same compute as real ones, no files.
+    Norm weights are 1 so activations stay in range; matrices ~ N(0, 0.02) like HF's init."""
+    device = next(model.parameters()).device
+    gen = torch.Generator(device=device).manual_seed(seed)
+    for name, p in model.named_parameters():
+        if "norm" in name:
+            p.fill_(1.0)
+        else:
+            p.normal_(0.0, 0.02, generator=gen)
+
+
 def _place(model, params: dict, name: str):
     """Where a checkpoint tensor goes: (our parameter name, (offset, size|None)), or None to skip."""
     if "rotary_emb" in name:
