@@ -110,19 +110,28 @@ class Scheduler:
         # 2. waiting sequences, unless this step already had to preempt
         if self.cfg.schedule_policy == "lpm" and len(self.waiting) > 1 and not batch.preempted:
             self._sort_waiting_by_cached_prefix()
+        # A request whose next block is being computed right now by another one (same prefix, not
+        # cached yet) waits a step and then hits the cache instead of computing it a second time.
+        inflight = self._inflight_blocks() if self.pool.cache is not None else None
+        deferred: list[Sequence] = []
         while self.waiting and budget > 0 and len(self.running) < self.cfg.max_num_seqs and not batch.preempted:
-            seq = self.waiting[0]
-            matched = []
-            if seq.num_computed == 0 and not seq.blocks:
-                matched = self.pool.match_prefix(seq.token_ids, self._max_prefix_tokens(seq))
-                seq.blocks = list(matched)
-                seq.num_computed = len(matched) * self.block_size
-                seq.num_published = len(matched)
+            seq = self.waiting.popleft()
+            matched = self.pool.match_prefix(seq.token_ids, self._max_prefix_tokens(seq))
+            seq.blocks = list(matched)
+            seq.num_computed = len(matched) * self.block_size
+            seq.num_published = len(matched)
+            key = self._next_block_key(seq) if inflight is not None else None
+            if key is not None and key in inflight:
+                self._release(seq)
+                deferred.append(seq)
+                continue
             num_new = min(seq.num_tokens - seq.num_computed, budget)
             if not self._grow(seq, seq.num_computed + num_new):
                 self._release(seq)      # give the matched blocks back; retry next step
+                self.waiting.appendleft(seq)
                 break
-            self.waiting.popleft()
+            if key is not None:
+                inflight.add(key)
             self.prefix_hit_tokens += len(matched) * self.block_size
             seq.state = SeqState.RUNNING
             self.running.append(seq)
@@ -132,10 +141,23 @@ class Scheduler:
                 req.metrics.num_cached_tokens = len(matched) * self.block_size
             batch.items.append(ScheduledSeq(seq, num_new, seq.num_computed + num_new == seq.num_tokens))
             budget -= num_new
+        self.waiting.extendleft(reversed(deferred))
 
         batch.items.sort(key=lambda it: it.num_new != 1)   # stable: single-token items first
         batch.num_tokens = self.token_budget - budget
         return batch
+
+    def _next_block_key(self, seq: Sequence):
+        """Identity (the whole token prefix) of the next full block seq will compute, if any."""
+        end = (seq.num_computed // self.block_size + 1) * self.block_size
+        return hash(tuple(seq.token_ids[:end])) if end < seq.num_tokens else None
+
+    def _inflight_blocks(self) -> set:
+        keys = set()
+        for seq in self.running:
+            if seq.num_computed + self.block_size < seq.num_tokens:   # still prefilling a full block
+                keys.add(self._next_block_key(seq))
+        return keys
 
     def _max_prefix_tokens(self, seq: Sequence) -> int:
         # At least the last token is computed: its logits sample the next one. Prompt logprobs at

@@ -1,0 +1,1 @@
+"""`nbinfer bench`: synthetic workloads, nbinfer vs HF transformers in one run, roofline on CUDA."""
