@@ -296,7 +296,7 @@ def test_simultaneous_requests_compute_a_shared_prefix_once(llama_dir, hf_ref):
     prompts = [LONG + tail for tail in ("The quick", "Notebooks keep", "A paged", "Continuous")]
     with LLM(llama_dir, num_kv_blocks=128) as llm:
         outs = llm.generate(prompts, GREEDY)      # all four arrive in the same step
-    shared_blocks = len(llm.tokenizer.encode(LONG)) // 16
+        shared_blocks = len(llm.tokenizer.encode(LONG)) // 16
     assert outs[0].metrics.num_cached_tokens == 0
     assert all(o.metrics.num_cached_tokens >= (shared_blocks - 1) * 16 for o in outs[1:])
     ref = hf_ref("llama")
