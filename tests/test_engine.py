@@ -302,3 +302,20 @@ def test_simultaneous_requests_compute_a_shared_prefix_once(llama_dir, hf_ref):
     ref = hf_ref("llama")
     for o in outs:
         assert assert_greedy_equal(ref, o.prompt_token_ids, o.outputs[0].token_ids) > 10
+
+
+def test_a_failing_step_fails_its_requests_and_the_engine_keeps_serving(llama_dir):
+    with LLM(llama_dir, num_kv_blocks=32) as llm:
+        runner = llm.engine.runner
+        real_run = runner.run
+
+        def broken(batch):
+            runner.run = real_run
+            raise RuntimeError("device fell over")
+
+        runner.run = broken
+        with pytest.raises(RuntimeError, match="device fell over"):
+            llm.generate("The quick", GREEDY)
+        stats = llm.stats()
+        assert stats.blocks_used == 0 and not stats.requests
+        assert llm.generate("The quick", GREEDY)[0].outputs[0].token_ids

@@ -165,3 +165,21 @@ def test_dummy_load_format_needs_no_weights(tmp_path, llama_dir):
         assert len(out.outputs[0].token_ids) == 4
         norm = llm.engine.runner.model.model.norm.weight
         assert torch.all(norm == 1)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_greedy_matches_hf_under_cache_hits_chunking_and_preemption(family, model_dir, hf_ref):
+    """Every family, with prefix-cache hits, chunked prefill and preemption all forced in one run."""
+    shared = PROMPTS[2] + " "
+    prompts = [shared + p for p in PROMPTS] + [shared + PROMPTS[2]]
+    params = SamplingParams(temperature=0, max_tokens=24, ignore_eos=True, logprobs=0)
+    with LLM(model_dir(family), num_kv_blocks=20, block_size=8, max_num_batched_tokens=20) as llm:
+        first = llm.generate(prompts[0], params)[0]           # warms the prefix cache
+        outs = [first] + llm.generate(prompts[1:], params)
+        stats = llm.stats()
+    assert stats.num_preempted_total > 0 and stats.prefix_hit_tokens > 0
+    assert any(len(o.prompt_token_ids) > 20 for o in outs)  # prompts longer than the step budget
+    ref = hf_ref(family)
+    compared = sum(assert_greedy_equal(ref, o.prompt_token_ids, o.outputs[0].token_ids, o.outputs[0].logprobs,
+                                       family) for o in outs)
+    assert compared >= 0.75 * 24 * len(outs)
