@@ -134,7 +134,7 @@ def num_kv_splits(batch: int, num_kv_heads: int, max_seq_len: int, num_sms: int,
 def paged_decode_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
                            block_tables: torch.Tensor, seq_lens: torch.Tensor, scale: float,
                            out: torch.Tensor | None = None, num_splits: int = 1,
-                           block_n: int | None = None) -> torch.Tensor:
+                           block_n: int | None = None, num_warps: int = 4, num_stages: int = 2) -> torch.Tensor:
     """q [B, Hq, D] (one token per sequence); k/v_cache [NB, BS, Hkv, D]; block_tables [B, W] int32;
     seq_lens [B] int32 (context length including the new token, whose K/V are already written).
     Returns out [B, Hq, D] (written into `out` when given)."""
@@ -165,7 +165,7 @@ def paged_decode_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torc
         k_cache.stride(1), k_cache.stride(2), block_tables.stride(0),
         GROUP=group, HEAD_DIM=dim, PAGE=page, NUM_SPLITS=num_splits,
         BLOCK_H=block_h, BLOCK_D=block_d, BLOCK_N=block_n,
-        USE_DOT=use_dot, DOT_PRECISION=dot_precision(q.dtype), num_warps=4, num_stages=2)
+        USE_DOT=use_dot, DOT_PRECISION=dot_precision(q.dtype), num_warps=num_warps, num_stages=num_stages)
     if num_splits > 1:
         _merge_kernel[(batch, hq)](part, lse, out, out.stride(0), out.stride(1),
                                    HEAD_DIM=dim, NUM_SPLITS=num_splits, BLOCK_S=next_pow2(num_splits),

@@ -97,8 +97,8 @@ def _extend_kernel(q_ptr, k_cache_ptr, v_cache_ptr, block_tables_ptr, seq_lens_p
 def paged_extend_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
                            block_tables: torch.Tensor, seq_lens: torch.Tensor, query_start_loc: torch.Tensor,
                            scale: float, max_query_len: int, out: torch.Tensor | None = None,
-                           first_seq: int = 0, block_m: int | None = None, block_n: int | None = None
-                           ) -> torch.Tensor:
+                           first_seq: int = 0, block_m: int | None = None, block_n: int | None = None,
+                           num_warps: int = 4, num_stages: int = 2) -> torch.Tensor:
     """q [T, Hq, D] packed; sequence i (for i >= first_seq) owns q[qsl[i]:qsl[i+1]] and has seq_lens[i]
     context tokens, the last of them its new ones. Writes those sequences' rows of `out`."""
     check_last_dim_contiguous("q", q)
@@ -121,5 +121,6 @@ def paged_extend_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torc
         q.stride(0), q.stride(1), out.stride(0), out.stride(1), k_cache.stride(1), k_cache.stride(2),
         block_tables.stride(0),
         GROUP=hq // hkv, HEAD_DIM=dim, PAGE=page, BLOCK_M=block_m, BLOCK_N=block_n,
-        BLOCK_D=max(16, next_pow2(dim)), DOT_PRECISION=dot_precision(q.dtype), num_warps=4, num_stages=2)
+        BLOCK_D=max(16, next_pow2(dim)), DOT_PRECISION=dot_precision(q.dtype), num_warps=num_warps,
+        num_stages=num_stages)
     return out

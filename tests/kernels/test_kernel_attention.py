@@ -116,3 +116,44 @@ def test_backend_matches_torch_backend(hq, hkv, dim, page, chunks, dtype, device
     for mine, theirs in zip((st.k_cache, st.v_cache), caches):
         assert torch.equal(~mine.isnan(), expect_written), "K/V written outside the step's slots"
         assert torch.equal(mine[expect_written], theirs[expect_written])
+
+
+def _random_shape(gen):
+    pick = lambda xs: xs[int(torch.randint(len(xs), (1,), generator=gen))]
+    hkv = pick([1, 2, 3])
+    group = pick([1, 2, 4, 8])
+    return hkv * group, hkv, pick([16, 32, 64, 96, 128]), pick([1, 4, 12, 16])
+
+
+@pytest.mark.parametrize("trial", range(6))
+def test_decode_random_shapes(trial, device, rng):
+    """Shapes drawn fresh each run (the seed is printed): heads, head_dim (96 is not a power of 2),
+    page size (1 and 12 included), lengths, splits."""
+    hq, hkv, dim, page = _random_shape(rng)
+    lens = torch.randint(1, 90, (int(torch.randint(1, 5, (1,), generator=rng)),), generator=rng).tolist()
+    splits = int(torch.randint(1, 6, (1,), generator=rng))
+    print(f"hq={hq} hkv={hkv} dim={dim} page={page} lens={lens} splits={splits}")
+    st = random_paged_state(lens, page, hkv, dim, torch.float32, device, rng)
+    q = randn((len(lens), hq, dim), torch.float32, device, rng)
+    out = paged_decode_attention(q, st.k_cache, st.v_cache, st.block_tables, st.seq_lens, 0.3,
+                                 out=poisoned(q.shape, torch.float32, device), num_splits=splits, block_n=16)
+    ref = paged_decode_attention_ref(q, st.k_cache, st.v_cache, st.block_tables, st.seq_lens, 0.3)
+    assert_close(out, ref, torch.float32, "decode")
+
+
+@pytest.mark.parametrize("trial", range(6))
+def test_extend_random_shapes(trial, device, rng):
+    hq, hkv, dim, page = _random_shape(rng)
+    n = int(torch.randint(1, 4, (1,), generator=rng))
+    chunks = [(int(torch.randint(0, 40, (1,), generator=rng)), int(torch.randint(1, 40, (1,), generator=rng)))
+              for _ in range(n)]
+    print(f"hq={hq} hkv={hkv} dim={dim} page={page} chunks={chunks}")
+    seq_lens = [p + m for p, m in chunks]
+    st = random_paged_state(seq_lens, page, hkv, dim, torch.float32, device, rng)
+    qsl = torch.tensor([0] + [m for _, m in chunks]).cumsum(0).to(torch.int32).to(device)
+    q = randn((int(qsl[-1]), hq, dim), torch.float32, device, rng)
+    out = paged_extend_attention(q, st.k_cache, st.v_cache, st.block_tables, st.seq_lens, qsl, 0.3,
+                                 max(m for _, m in chunks), out=poisoned(q.shape, torch.float32, device),
+                                 block_m=16, block_n=16)
+    ref = paged_extend_attention_ref(q, st.k_cache, st.v_cache, st.block_tables, st.seq_lens, qsl, 0.3)
+    assert_close(out, ref, torch.float32, "extend")
