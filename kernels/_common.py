@@ -5,6 +5,11 @@ import torch
 import triton
 
 
+def interpreted(kernel) -> bool:
+    """Whether a @triton.jit function was defined under TRITON_INTERPRET=1 (runs on CPU tensors)."""
+    return type(kernel).__name__ == "InterpretedFunction"
+
+
 def next_pow2(n: int) -> int:
     return triton.next_power_of_2(n)
 

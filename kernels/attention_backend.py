@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import torch
 
+from . import decode_attention
+from ._common import interpreted
 from .decode_attention import num_kv_splits, paged_decode_attention
 from .extend_attention import paged_extend_attention
 from .kv_write import kv_write
@@ -21,7 +23,10 @@ _CPU_SM_COUNT = 4     # the interpreter has no SMs; a small number still exercis
 class TritonAttention:
     name = "triton"
 
-    def __init__(self):
+    def __init__(self, device: torch.device | None = None):
+        if device is not None and device.type != "cuda" and not interpreted(decode_attention._decode_kernel):
+            raise ValueError(f"attention_backend='triton' needs a CUDA device, but the engine runs on {device}; "
+                             "use attention_backend='auto' or 'torch' (or set TRITON_INTERPRET=1 to test on CPU)")
         self._sm_count: dict[torch.device, int] = {}
 
     def sm_count(self, device: torch.device) -> int:

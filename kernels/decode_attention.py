@@ -134,10 +134,13 @@ def num_kv_splits(batch: int, num_kv_heads: int, max_seq_len: int, num_sms: int,
 def paged_decode_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
                            block_tables: torch.Tensor, seq_lens: torch.Tensor, scale: float,
                            out: torch.Tensor | None = None, num_splits: int = 1,
-                           block_n: int | None = None, num_warps: int = 4, num_stages: int = 2) -> torch.Tensor:
+                           block_n: int | None = None, num_warps: int = 4, num_stages: int = 2,
+                           use_dot: bool | None = None) -> torch.Tensor:
     """q [B, Hq, D] (one token per sequence); k/v_cache [NB, BS, Hkv, D]; block_tables [B, W] int32;
     seq_lens [B] int32 (context length including the new token, whose K/V are already written).
-    Returns out [B, Hq, D] (written into `out` when given)."""
+    Returns out [B, Hq, D] (written into `out` when given). block_n, num_warps, num_stages, use_dot
+    (tensor-core tiles with the head group padded to 16 rows; default: only when the group is > 1)
+    are tuning knobs for scripts/gpu_check.py's sweep."""
     check_last_dim_contiguous("q", q)
     check_paged_cache(k_cache, v_cache)
     batch, hq, dim = q.shape
@@ -150,7 +153,7 @@ def paged_decode_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torc
     check_last_dim_contiguous("out", out)
     if batch == 0:
         return out
-    use_dot = group > 1
+    use_dot = group > 1 if use_dot is None else use_dot
     block_h = max(16, next_pow2(group)) if use_dot else next_pow2(group)
     block_d = max(16, next_pow2(dim))
     block_n = block_n or (64 if dim <= 128 else 32)

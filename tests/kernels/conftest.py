@@ -1,14 +1,20 @@
 """Kernel tests run everywhere: compiled on a CUDA device when there is one, otherwise on CPU through
-Triton's interpreter. TRITON_INTERPRET must be set before any @triton.jit function is defined (triton
-reads it at decoration time), hence at import of this conftest, before any test module imports
-nbinfer.kernels.* -- and only when there is no GPU, so a GPU machine runs the real kernels."""
+Triton's interpreter. Triton reads TRITON_INTERPRET when a @triton.jit function is defined (its own
+helpers included) and again while launching, so without a GPU this conftest sets it before triton is
+first imported and leaves it set for the session. That is harmless to other test folders: without a
+GPU nothing else can launch a Triton kernel anyway."""
 import os
+import sys
 
 import pytest
 import torch
 
 HAS_CUDA = torch.cuda.is_available()
-if not HAS_CUDA:
+
+if not HAS_CUDA and not os.environ.get("TRITON_INTERPRET"):
+    if "triton" in sys.modules:
+        raise RuntimeError("tests/kernels: triton was imported before this conftest could set TRITON_INTERPRET=1; "
+                           "run these tests in their own process or import triton later")
     os.environ["TRITON_INTERPRET"] = "1"
 
 pytest.importorskip("triton")

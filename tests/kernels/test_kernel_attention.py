@@ -157,3 +157,13 @@ def test_extend_random_shapes(trial, device, rng):
                                  block_m=16, block_n=16)
     ref = paged_extend_attention_ref(q, st.k_cache, st.v_cache, st.block_tables, st.seq_lens, qsl, 0.3)
     assert_close(out, ref, torch.float32, "extend")
+
+
+def test_decode_mha_on_tensor_core_path(device, rng):
+    """The MHA default is the broadcast path; the padded-tile path (a tuning option) is correct too."""
+    st = random_paged_state([5, 40], 4, 2, 32, torch.float32, device, rng)
+    q = randn((2, 2, 32), torch.float32, device, rng)
+    out = paged_decode_attention(q, st.k_cache, st.v_cache, st.block_tables, st.seq_lens, 0.2,
+                                 out=poisoned(q.shape, torch.float32, device), num_splits=2, block_n=16, use_dot=True)
+    ref = paged_decode_attention_ref(q, st.k_cache, st.v_cache, st.block_tables, st.seq_lens, 0.2)
+    assert_close(out, ref, torch.float32, "decode use_dot")

@@ -130,3 +130,30 @@ def test_cuda_graphs_match_eager_on_gpu(dtype, model_dir):
         assert results[True] == results[False]
     else:   # bf16: allow a late divergence at a near-tie, but the first tokens must agree
         assert all(a[:4] == b[:4] for a, b in zip(results[True], results[False]))
+
+
+def test_triton_backend_on_cpu_without_interpreter_is_one_clear_error(monkeypatch, llama_dir):
+    if torch.cuda.is_available():
+        pytest.skip("the check is about CPU-only machines")
+    from nbinfer.kernels import attention_backend
+    monkeypatch.setattr(attention_backend, "interpreted", lambda kernel: False)    # as in a fresh process
+    with pytest.raises(ValueError, match="attention_backend='triton' needs a CUDA device"):
+        LLM(llama_dir, attention_backend="triton", num_kv_blocks=16)
+
+
+def test_gpu_check_script_runs(tmp_path):
+    """scripts/gpu_check.py is meant for a lent GPU; its --cpu-smoke mode runs every section on tiny
+    shapes under the interpreter so the script cannot rot unnoticed (its timings mean nothing here)."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+    if torch.cuda.is_available():
+        pytest.skip("on a GPU machine run the script itself")
+    script = Path(__file__).resolve().parents[2] / "scripts" / "gpu_check.py"
+    proc = subprocess.run([sys.executable, str(script), "--cpu-smoke", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    results = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert results["correctness"] and all(c["ok"] for c in results["correctness"])
+    assert "ctx20" in results["model"] and results["timings"]
