@@ -31,6 +31,6 @@ def check_paged_cache(k_cache: torch.Tensor, v_cache: torch.Tensor) -> None:
     if k_cache.dim() != 4 or k_cache.shape != v_cache.shape or k_cache.stride() != v_cache.stride():
         raise ValueError("k_cache and v_cache must both be [num_blocks, block_size, num_kv_heads, head_dim] "
                          "with the same layout")
-    nb, bs, h, d = k_cache.shape
-    if k_cache.stride(-1) != 1 or k_cache.stride(2) != d or k_cache.stride(1) != h * d or k_cache.stride(0) != bs * h * d:
+    _, bs, h, d = k_cache.shape
+    if k_cache.stride() != (bs * h * d, h * d, d, 1):
         raise ValueError(f"paged KV cache must be contiguous, got strides {tuple(k_cache.stride())}")
