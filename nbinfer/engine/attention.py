@@ -114,5 +114,5 @@ def make_backend(name: str, device: torch.device):
             from nbinfer.kernels.attention_backend import TritonAttention
         except ImportError as e:
             raise ValueError(f"attention_backend='triton' needs the triton package ({e})") from e
-        return TritonAttention()
+        return TritonAttention(device)
     raise ValueError(f"attention_backend must be 'auto', 'torch' or 'triton', got {name!r}")

@@ -13,6 +13,7 @@ from ..models.loader import build_model, init_dummy_weights, load_weights
 from ..models.rope import cos_sin_table
 from .attention import AttentionMetadata, make_backend
 from .config import EngineConfig
+from .cuda_graph import build_decode_graphs, supports_graphs
 from .scheduler import Batch
 
 log = logging.getLogger("nbinfer")
@@ -92,12 +93,21 @@ class ModelRunner:
                                            model_cfg.max_position_embeddings,
                                            max(max_model_len, model_cfg.max_position_embeddings) + 1, device)
         self.num_blocks = cfg.num_kv_blocks or self._blocks_from_budget(max_model_len)
-        shape = (model_cfg.num_layers, 2, self.num_blocks, self.block_size, model_cfg.num_kv_heads,
+        # CUDA graphs (cuda_graph.py) point the pad rows of a decode batch at one extra scratch block
+        # past the pool's blocks, which the pool never hands out
+        use_graphs = supports_graphs(device, cfg.enforce_eager, self.backend)
+        shape = (model_cfg.num_layers, 2, self.num_blocks + use_graphs, self.block_size, model_cfg.num_kv_heads,
                  model_cfg.head_dim)
         # zeros, not empty: batched decode reads whole blocks past a sequence's end under a mask, and
         # masked garbage that happens to be NaN would still poison the weighted sum (0 * NaN)
         self.kv_cache = torch.zeros(shape, dtype=dtype, device=device)
         self.kv_cache_bytes = self.kv_cache.numel() * self.kv_cache.element_size()
+        self.graphs = None
+        if use_graphs:
+            self.graphs = build_decode_graphs(
+                self.model, self._context, self.cos, self.sin, block_size=self.block_size,
+                max_model_len=max_model_len, max_batch_size=cfg.max_num_seqs, scratch_block=self.num_blocks,
+                device=device)
 
     # -- sizing -----------------------------------------------------------------------------------
     def block_bytes(self) -> int:
@@ -162,6 +172,9 @@ class ModelRunner:
             num_decodes=num_decodes, max_query_len=max(query_lens), max_seq_len=max(seq_lens),
             query_lens_cpu=query_lens, seq_lens_cpu=seq_lens)
 
+    def _context(self, meta: AttentionMetadata, cos: torch.Tensor, sin: torch.Tensor) -> ForwardContext:
+        return ForwardContext(meta, self.kv_cache, self.backend, cos, sin)
+
     def _forward(self, ids: list[int], positions: np.ndarray, meta: AttentionMetadata, kv_cache) -> torch.Tensor:
         pos_t = torch.from_numpy(positions).to(self.device, non_blocking=True)
         ctx = ForwardContext(meta, kv_cache, self.backend, self.cos[pos_t], self.sin[pos_t])
@@ -195,8 +208,10 @@ class ModelRunner:
             start += n
 
         pos_np = np.asarray(positions, dtype=np.int64)
-        meta = self.build_metadata(query_lens, seq_lens, tables, pos_np)
-        hidden = self._forward(ids, pos_np, meta, self.kv_cache)
+        hidden = self.graphs.run(ids, pos_np, query_lens, seq_lens, tables) if self.graphs else None
+        if hidden is None:          # not a decode-only step the graphs cover: run eagerly
+            meta = self.build_metadata(query_lens, seq_lens, tables, pos_np)
+            hidden = self._forward(ids, pos_np, meta, self.kv_cache)
         rows = sample_rows + prompt_rows
         logits = self.model.compute_logits(hidden[rows]) if rows else None
         ns = len(sample_rows)
@@ -213,4 +228,4 @@ class ModelRunner:
         self.kv_cache[:, :, d] = self.kv_cache[:, :, s]
 
     def close(self) -> None:
-        del self.model, self.kv_cache, self.cos, self.sin
+        del self.graphs, self.model, self.kv_cache, self.cos, self.sin

@@ -7,11 +7,10 @@ matmul each); the loader splits HF's separate weights into them.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from ..kernels import ops      # fused ops: Triton kernels on CUDA, HF-identical torch on CPU
 from .config import ModelConfig
-from .rope import apply_rope
 
 
 class RMSNorm(nn.Module):
@@ -22,13 +21,7 @@ class RMSNorm(nn.Module):
 
     def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None):
         """With a residual: adds it first and returns (normed, new residual), as HF's layers do."""
-        if residual is not None:
-            x = residual + x
-            residual = x
-        h = x.float()
-        h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)
-        out = self.weight * h.to(x.dtype)
-        return out if residual is None else (out, residual)
+        return ops.rms_norm(x, self.weight, self.eps, residual)
 
 
 class Attention(nn.Module):
@@ -53,7 +46,7 @@ class Attention(nn.Module):
         v = v.view(t, self.nkv, self.hd)
         if self.qk_norm:
             q, k = self.q_norm(q), self.k_norm(k)
-        q, k = apply_rope(q, k, ctx.cos, ctx.sin)
+        q, k = ops.apply_rope(q, k, ctx.cos, ctx.sin)
         o = ctx.attention(self.layer, q, k, v, self.scale)
         return self.o_proj(o.reshape(t, self.q_size))
 
@@ -66,8 +59,7 @@ class MLP(nn.Module):
         self.down_proj = nn.Linear(self.inter, cfg.hidden_size, bias=cfg.mlp_bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gate, up = self.gate_up_proj(x).split(self.inter, dim=-1)
-        return self.down_proj(F.silu(gate) * up)
+        return self.down_proj(ops.silu_and_mul(self.gate_up_proj(x)))
 
 
 class DecoderLayer(nn.Module):
