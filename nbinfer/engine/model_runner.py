@@ -98,8 +98,8 @@ class ModelRunner:
         use_graphs = supports_graphs(device, cfg.enforce_eager, self.backend)
         shape = (model_cfg.num_layers, 2, self.num_blocks + use_graphs, self.block_size, model_cfg.num_kv_heads,
                  model_cfg.head_dim)
-        # zeros, not empty: batched decode reads whole blocks past a sequence's end under a mask, and
-        # masked garbage that happens to be NaN would still poison the weighted sum (0 * NaN)
+        # zeros, not empty: a read past a context's end (graph pad rows, a masked tail) must never
+        # meet uninitialised NaN/Inf, which a mask cannot cancel (0 * NaN = NaN); one memset at load
         self.kv_cache = torch.zeros(shape, dtype=dtype, device=device)
         self.kv_cache_bytes = self.kv_cache.numel() * self.kv_cache.element_size()
         self.graphs = None
