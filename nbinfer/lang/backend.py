@@ -148,7 +148,8 @@ class EngineBackend(Backend):
         return out
 
     def generate(self, prompt: str, req: GenRequest, run: ProgramRun, on_delta=None) -> GenResult:
-        handle, token = self._submit(self._prompt(prompt), self._params(req), run)
+        params = self._params(req)
+        handle, token = self._submit(self._prompt(prompt), params, run)
         try:
             if on_delta is not None:
                 for delta in handle:
@@ -162,6 +163,11 @@ class EngineBackend(Backend):
         meta = {"id": out.request_id, "prompt_tokens": len(out.prompt_token_ids),
                 "completion_tokens": len(c.token_ids), "cached_tokens": out.num_cached_tokens,
                 "finish_reason": {"type": c.finish_reason, "matched": c.stop_reason}}
+        if params.constraint is not None:      # did the output end as a whole match (not cut short)?
+            replay = params.constraint.new_state()
+            for t in c.token_ids:
+                replay.accept(t)
+            meta["constraint_complete"] = replay.is_complete()
         if c.logprobs is not None:
             meta["output_token_logprobs"] = [
                 (lps[t].logprob, t, lps[t].decoded_token) for t, lps in zip(c.token_ids, c.logprobs)]

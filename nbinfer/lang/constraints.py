@@ -62,6 +62,10 @@ class GrammarState:
             self._dead = True       # a token the mask did not allow (a forced stop token): end here
         self._mask = None
 
+    def is_complete(self) -> bool:
+        """The tokens so far form a whole match (more may follow, as with `[0-9]+`)."""
+        return self.matcher.is_completed() and not self._dead
+
     def is_finished(self) -> bool:
         if self._dead or self.matcher.is_terminated():
             return True

@@ -12,6 +12,7 @@ import math
 import queue
 import random
 import threading
+import warnings
 
 from .choices import token_length_normalized
 from .context import ProgramRun
@@ -193,6 +194,11 @@ class StateExecutor:
                 self.text = self.text[:start] + result.text
                 self.changed.notify_all()
         self._cached_text = self.text
+        if result.meta.get("constraint_complete") is False:
+            # the mask guarantees a match only for an output that ended on its own
+            warnings.warn(f"gen({e.name!r}): max_tokens={req.max_tokens} ended the constrained output before "
+                          "the pattern was complete, so it is only the start of a match; raise max_tokens",
+                          stacklevel=2)
         if e.name is not None:
             self.var_spans[e.name][1] = len(self.text)
             self._set_var(e.name, SglStr(result.text), result.meta)
