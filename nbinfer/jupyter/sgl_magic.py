@@ -99,7 +99,8 @@ def sgl_cell(line: str, cell: str, shell) -> object:
 
     opts = parse_line(line)
     ns = shell.user_ns
-    sgl = SglCell(cell, ns)             # a compile error renders as one line naming cell line / column
+    # line 1 of the cell is the `%%sgl` line: number the body from 2, as the notebook shows it
+    sgl = SglCell("\n" + cell, ns)      # a compile error renders as one line naming cell line / column
 
     if not sgl.is_program:
         program_only = [flag for flag, on in (("--out", opts.out), ("--arg", opts.arg),
