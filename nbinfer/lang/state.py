@@ -225,7 +225,8 @@ class ProgramState:
         state = "running" if self._runner is not None and not self._finished.is_set() else "done"
         names = ", ".join(map(str, exe.vars)) or "-"
         ret = f", ret_value={self.ret_value!r}" if self.ret_value is not None else ""
-        return f"<ProgramState {self.program_id} {state}: {len(exe.text)} chars, vars: {names}{ret}>"
+        return (f"<ProgramState {self.program_id} {state}: {len(exe.text)} chars, vars: {names}{ret}; "
+                f"{self.stats}>")
 
 
 class ProgramStateGroup:
