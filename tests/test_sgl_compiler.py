@@ -174,7 +174,7 @@ def test_compile_function_keeps_file_line_numbers():
     def prog(s, topic, n=2):
         s += "About " + topic
         for i in range(n):
-            s += gen(f"p{i}", max_tokens=4)
+            s += gen(f"p{i}", max_tokens=4)  # noqa: F821 - compiled, never run
 
     program = compile_function(prog)
     first = prog.__code__.co_firstlineno

@@ -116,17 +116,19 @@ def test_requests_carry_the_program_id(fresh_llm):
 def test_forks_decode_in_one_batch_and_equal_greedy_generate(fresh_llm):
     @sgl.function
     def tips(s):
-        s += "Here are four tips for writing fast kernels:"
+        s += "Here are four tips for writing fast kernels, the ones that matter on every GPU:"
         forks = s.fork(4)
         forks += lambda i: f"\nTip {i + 1}:" + sgl.gen("tip", max_tokens=24, ignore_eos=True)
         forks.join()
 
     st = tips.run(temperature=0, backend=fresh_llm)
     assert fresh_llm.stats().peak_num_running >= 2
-    prefix = "Here are four tips for writing fast kernels:"
+    prefix = "Here are four tips for writing fast kernels, the ones that matter on every GPU:"
     expected = [greedy(fresh_llm, prefix + f"\nTip {i + 1}:", 24, ignore_eos=True) for i in range(4)]
     assert st["tip"] == expected
-    assert st.stats.num_requests == 5          # the shared prefix once, then one per fork
+    # one per fork, after one for the shared prefix when it fills a KV block (it can be shared then)
+    shared = len(fresh_llm.tokenizer.encode(prefix)) >= fresh_llm.config.block_size
+    assert st.stats.num_requests == 4 + shared
 
 
 def test_run_batch_runs_programs_together(fresh_llm):

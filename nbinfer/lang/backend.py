@@ -223,7 +223,10 @@ class EngineBackend(Backend):
 
     def cache_prefix(self, prefix: str, run: ProgramRun) -> None:
         from ..engine.sampling_params import SamplingParams
-        handle, token = self._submit(self._prompt(prefix), SamplingParams(max_tokens=1, temperature=0.0), run)
+        prompt = self._prompt(prefix)
+        if len(prompt["prompt_token_ids"]) < self.llm.config.block_size:
+            return          # the cache holds whole blocks: there would be nothing to share
+        handle, token = self._submit(prompt, SamplingParams(max_tokens=1, temperature=0.0), run)
         self._finish(handle, token, run)
 
     def flush_cache(self) -> None:
