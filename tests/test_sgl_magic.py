@@ -154,6 +154,11 @@ def test_errors_render_as_one_line_with_the_cell_line(shell, engine, capsys):
     out = capsys.readouterr().out.strip().splitlines()
     assert out[-1] == "SglError: NameError at cell line 3: name 'undefined_name' is not defined"
 
+    shell.run_cell('%%sgl\nwith s.user():\n    s += user("nested")\n')
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[-1] == ("SglError at cell line 3: cannot begin a user message inside the open user message: "
+                       "roles do not nest")
+
     shell.run_cell('%%sgl\n@instruct\ndef p(s):\n    s.if_(True)\n')
     out = capsys.readouterr().out.strip().splitlines()
     assert out[-1].startswith("SglCompileError: cell line 4, column 5: s.if_(...) opens a block")

@@ -223,6 +223,17 @@ def test_streaming_text_iter_matches_the_final_text():
     st = story.run(backend=ScriptedBackend())
     assert list(st.text_iter()) == ["Once<1> then<2>"]     # not streamed: all at once
 
+    @sgl.function
+    def forked(s):
+        s += "Tips:"
+        forks = s.fork(2)
+        forks += sgl.gen("tip")
+        return forks                      # streamed from outside; they end with the program
+
+    st = forked.run(stream=True, backend=ScriptedBackend(delay=0.005))
+    streamed = ["".join(f.text_iter()) for f in st.ret_value] if st.error() is None else None
+    assert streamed == [f.text for f in st.ret_value] and all(t.startswith("Tips:<") for t in streamed)
+
 
 def test_errors_keep_their_type_and_name_the_program_line(backend):
     @sgl.function

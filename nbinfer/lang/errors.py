@@ -9,7 +9,7 @@ class SglError(Exception):
     """A program misuses the SGL language (bad argument, missing backend, nested roles, ...)."""
 
     def _render_traceback_(self) -> list[str]:
-        return [f"{type(self).__name__}: {self}"]
+        return [describe_error(self)]
 
 
 class SglCompileError(SglError):

@@ -59,6 +59,7 @@ class StateExecutor:
         self.changed = threading.Condition()        # text grew: wakes text_iter() readers
         self.threaded = threaded
         self.ended = False
+        self.finished = threading.Event()           # a fork's worker has run everything and exited
         if threaded:
             self._queue: queue.Queue = queue.Queue()
             self._worker = threading.Thread(target=self._work, name=f"sgl-fork-{run.program_id}", daemon=True)
@@ -111,6 +112,7 @@ class StateExecutor:
             expr = self._queue.get()
             try:
                 if expr is None:
+                    self.finished.set()
                     return
                 if self.error is None:
                     self.run.check()

@@ -37,7 +37,8 @@ class ProgramState:
     def __init__(self, executor: StateExecutor, stream: bool = False):
         self._exe = executor
         self._stream = stream
-        self._finished = threading.Event()
+        # a fork is finished when its worker has drained; the program's own state when its run ends
+        self._finished = executor.finished if executor.threaded else threading.Event()
         self._runner: int | None = None     # thread running the program body (stream=True)
         self._run_error: BaseException | None = None
         self.ret_value = None
