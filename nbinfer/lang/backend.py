@@ -46,6 +46,20 @@ class Backend(ABC):
         """Log-probs of each token sequence on its own (the first token has none: 0)."""
         raise NotImplementedError(f"{type(self).__name__} cannot score text without a prefix")
 
+    def _prompt_logprobs(self, jobs: list, run: ProgramRun) -> list:
+        """Submit every (token ids, params) before waiting on any -- one batch for the scheduler --
+        and return their outputs; on any error (or Ctrl-C) all of them are aborted."""
+        handles = []
+        try:
+            for ids, params in jobs:
+                handles.append(self._submit({"prompt_token_ids": ids}, params, run))
+            return [self._finish(h, token, run) for h, token in handles]
+        except BaseException:
+            for h, token in handles:
+                h.cancel()
+                run.untrack(token)
+            raise
+
     def cache_prefix(self, prefix: str, run: ProgramRun) -> None:
         """Compute `prefix` once so that the forks about to share it find it cached."""
 
@@ -190,17 +204,7 @@ class EngineBackend(Backend):
             start = max(start, 1)               # position 0 has no log-prob
             params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0, logprob_start_len=start)
             jobs.append((ids, start, params))
-        # submit them all before waiting on any: one batch for the scheduler
-        handles = []
-        try:
-            for ids, start, params in jobs:
-                handles.append(self._submit({"prompt_token_ids": ids}, params, run))
-            outs = [self._finish(h, token, run) for h, token in handles]
-        except BaseException:
-            for h, token in handles:
-                h.cancel()
-                run.untrack(token)
-            raise
+        outs = self._prompt_logprobs([(ids, params) for ids, _, params in jobs], run)
         result = []
         for (ids, start, _), out in zip(jobs, outs):
             lps = out.prompt_logprobs
@@ -211,8 +215,7 @@ class EngineBackend(Backend):
     def unconditional_logprobs(self, token_ids: list[list[int]], run: ProgramRun) -> list[list[TokenLogprob]]:
         from ..engine.sampling_params import SamplingParams
         params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0)
-        handles = [self._submit({"prompt_token_ids": list(ids)}, params, run) for ids in token_ids]
-        outs = [self._finish(h, token, run) for h, token in handles]
+        outs = self._prompt_logprobs([(list(ids), params) for ids in token_ids], run)
         result = []
         for ids, out in zip(token_ids, outs):
             lps = out.prompt_logprobs
@@ -220,6 +223,20 @@ class EngineBackend(Backend):
             row += [(lps[p][ids[p]].logprob, ids[p], lps[p][ids[p]].decoded_token) for p in range(1, len(ids))]
             result.append(row)
         return result
+
+    def _prompt_logprobs(self, jobs: list, run: ProgramRun) -> list:
+        """Submit every (token ids, params) before waiting on any -- one batch for the scheduler --
+        and return their outputs; on any error (or Ctrl-C) all of them are aborted."""
+        handles = []
+        try:
+            for ids, params in jobs:
+                handles.append(self._submit({"prompt_token_ids": ids}, params, run))
+            return [self._finish(h, token, run) for h, token in handles]
+        except BaseException:
+            for h, token in handles:
+                h.cancel()
+                run.untrack(token)
+            raise
 
     def cache_prefix(self, prefix: str, run: ProgramRun) -> None:
         from ..engine.sampling_params import SamplingParams
