@@ -13,5 +13,28 @@ from .models.loader import default_model_path
 
 __version__ = "0.1.0"
 
+# The SGL language (SGLang's frontend API), imported on first use so `import nbinfer` stays light.
+_SGL_EXPORTS = (
+    "function", "instruct", "gen", "gen_int", "gen_string", "select", "system", "user", "assistant",
+    "system_begin", "system_end", "user_begin", "user_end", "assistant_begin", "assistant_end", "image", "video",
+    "Runtime", "SGLModel", "set_default_backend", "get_default_backend", "flush_cache", "get_server_info",
+    "REGEX_INT", "REGEX_FLOAT", "REGEX_BOOL", "REGEX_STR", "ProgramState", "ProgramStateGroup", "SglFunction",
+    "SglError", "SglCompileError", "token_length_normalized", "greedy_token_selection",
+    "unconditional_likelihood_normalized",
+)
+
 __all__ = ["LLM", "SamplingParams", "RequestOutput", "CompletionOutput", "Logprob", "RequestMetrics",
-           "EngineStats", "RequestStats", "RequestHandle", "default_model_path"]
+           "EngineStats", "RequestStats", "RequestHandle", "default_model_path", *_SGL_EXPORTS]
+
+
+def __getattr__(name: str):
+    if name in _SGL_EXPORTS:
+        from .lang import api
+        value = getattr(api, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'nbinfer' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_SGL_EXPORTS))

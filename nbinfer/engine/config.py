@@ -23,7 +23,8 @@ class EngineConfig:
     tensor_parallel_size: int = 1
     seed: int = 0
     enforce_eager: bool = False          # True: no CUDA graphs
-    schedule_policy: str = "fcfs"        # "fcfs" | "lpm" (longest cached prefix first)
+    schedule_policy: str = "auto"        # "fcfs" | "lpm" (longest cached prefix first) | "auto" (lpm while
+                                         # SGL programs' requests wait, fcfs otherwise)
     trust_remote_code: bool = False
     load_format: str = "auto"            # "auto": safetensors; "dummy": random weights (benchmarks)
     revision: str | None = None
@@ -52,8 +53,8 @@ class EngineConfig:
                 "nbinfer runs the model on one device inside the notebook kernel")
         if self.load_format not in ("auto", "dummy"):
             raise ValueError(f"load_format must be 'auto' or 'dummy', got {self.load_format!r}")
-        if self.schedule_policy not in ("fcfs", "lpm"):
-            raise ValueError(f"schedule_policy must be 'fcfs' or 'lpm', got {self.schedule_policy!r}")
+        if self.schedule_policy not in ("fcfs", "lpm", "auto"):
+            raise ValueError(f"schedule_policy must be 'fcfs', 'lpm' or 'auto', got {self.schedule_policy!r}")
 
     @classmethod
     def from_kwargs(cls, **kwargs) -> "EngineConfig":

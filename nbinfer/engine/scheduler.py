@@ -16,6 +16,9 @@ from .config import EngineConfig
 from .sequence import Sequence, SeqState
 
 
+LPM_MAX_WAITING = 128      # schedule_policy "auto": above this many waiting, keep FCFS order
+
+
 @dataclass
 class ScheduledSeq:
     seq: Sequence
@@ -108,7 +111,7 @@ class Scheduler:
                 i += 1
 
         # 2. waiting sequences, unless this step already had to preempt
-        if self.cfg.schedule_policy == "lpm" and len(self.waiting) > 1 and not batch.preempted:
+        if len(self.waiting) > 1 and not batch.preempted and self._longest_prefix_first():
             self._sort_waiting_by_cached_prefix()
         # A request whose next block is being computed right now by another one (same prefix, not
         # cached yet) waits a step and then hits the cache instead of computing it a second time.
@@ -167,6 +170,15 @@ class Scheduler:
         if req.needs_prompt_logprobs:
             limit = min(limit, req.prompt_logprobs_done - 1)
         return limit
+
+    def _longest_prefix_first(self) -> bool:
+        policy = self.cfg.schedule_policy
+        if policy != "auto":
+            return policy == "lpm"
+        # SGL programs (requests with a program id) wait on their previous step's KV: admitting the
+        # longest cached prefix first keeps it hot. Plain traffic keeps arrival order, and a long
+        # queue does too (sorting it every step would cost more than it saves, as in SGLang).
+        return len(self.waiting) <= LPM_MAX_WAITING and any(s.request.program_id for s in self.waiting)
 
     def _sort_waiting_by_cached_prefix(self) -> None:
         """SGLang's longest-prefix-match policy: requests whose prefix is hot go first."""

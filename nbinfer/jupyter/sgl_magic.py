@@ -1,0 +1,152 @@
+"""%%sgl: SGL programs in a cell.
+
+    %%sgl [--out VAR] [--show-ir] [--temperature T] [--max-tokens N] [--arg NAME=VALUE]...
+
+A cell of statements on `s` runs now (its text streams into the output) and its ProgramState is
+bound to VAR (or is the cell's value). A cell of @function / @instruct definitions makes them
+callable programs in the notebook. Cell semantics live in nbinfer.lang.cell; this is the IPython side.
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import shlex
+import sys
+
+from IPython.core.error import UsageError
+
+USAGE = "%%sgl [--out VAR] [--show-ir] [--temperature T] [--max-tokens N] [--arg NAME=VALUE]..."
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):       # one line, no usage dump, no SystemExit
+        raise UsageError(f"%%sgl: {message}; usage: {USAGE}")
+
+
+def _identifier(text: str) -> str:
+    if not text.isidentifier():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a valid Python variable name")
+    return text
+
+
+def _temperature(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
+    return v
+
+
+def _max_tokens(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text!r}")
+    return v
+
+
+def _program_arg(text: str) -> tuple[str, object]:
+    name, sep, value = text.partition("=")
+    if not sep or not name.isidentifier():
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    try:
+        return name, ast.literal_eval(value)     # numbers, lists, quoted strings ...
+    except (ValueError, SyntaxError):
+        return name, value                       # ... anything else is the text itself
+
+
+def _parser() -> _Parser:
+    p = _Parser(prog="%%sgl", add_help=False, allow_abbrev=False)
+    p.add_argument("--out", type=_identifier, metavar="VAR")
+    p.add_argument("--show-ir", action="store_true")
+    p.add_argument("--temperature", type=_temperature, metavar="T")
+    p.add_argument("--max-tokens", type=_max_tokens, metavar="N")
+    p.add_argument("--arg", type=_program_arg, action="append", default=[], metavar="NAME=VALUE")
+    return p
+
+
+def parse_line(line: str) -> argparse.Namespace:
+    try:
+        words = shlex.split(line)
+    except ValueError as e:
+        raise UsageError(f"%%sgl: {e}; usage: {USAGE}") from None
+    return _parser().parse_args(words)
+
+
+def _backend():
+    """The notebook's engine; else a default backend set with sgl.set_default_backend / SGLModel;
+    else the notebook's engine loads its default model."""
+    from nbinfer.lang.api import _as_backend, get_default_backend
+
+    from . import session
+    llm = session.current_llm()
+    if llm is not None:
+        return _as_backend(llm)
+    default = get_default_backend()
+    if default is not None:
+        return default
+    return _as_backend(session.get_llm())
+
+
+def sgl_cell(line: str, cell: str, shell) -> object:
+    from nbinfer.lang.cell import SglCell
+    from nbinfer.lang.errors import SglError, describe_error
+    from nbinfer.lang.sampling import RunDefaults
+
+    opts = parse_line(line)
+    ns = shell.user_ns
+    # line 1 of the cell is the `%%sgl` line: number the body from 2, as the notebook shows it
+    sgl = SglCell("\n" + cell, ns)      # a compile error renders as one line naming cell line / column
+
+    if not sgl.is_program:
+        program_only = [flag for flag, on in (("--out", opts.out), ("--arg", opts.arg),
+                                              ("--temperature", opts.temperature is not None),
+                                              ("--max-tokens", opts.max_tokens)) if on]
+        if program_only:
+            raise UsageError(f"%%sgl: {', '.join(program_only)} only apply to a program cell (statements on "
+                             "`s`); this cell defines programs")
+        defined = sgl.define()
+        if opts.show_ir:
+            for name in defined:
+                print(ns[name].ir())
+        return None
+
+    if opts.show_ir:
+        print(sgl.listing())
+    defaults = RunDefaults.make(
+        **({"temperature": opts.temperature} if opts.temperature is not None else {}),
+        **({"max_new_tokens": opts.max_tokens} if opts.max_tokens is not None else {}))
+    state = sgl.start(_backend(), defaults, dict(opts.arg), stream=True)
+    wrote = ""
+    try:
+        for chunk in state.text_iter():         # the program's text as it is generated
+            sys.stdout.write(chunk)
+            sys.stdout.flush()
+            wrote = chunk or wrote
+    except KeyboardInterrupt:
+        state.cancel()                          # its requests are aborted and their KV blocks freed
+        state.error()                           # wait until the program has stopped
+        raise
+    except SglError:
+        raise
+    except Exception as e:                      # the program's own error: one line, with its cell line
+        raise SglError(describe_error(e)) from e
+    finally:
+        if wrote and not wrote.endswith("\n"):
+            print()
+        sgl.commit()
+        if opts.out:
+            ns[opts.out] = state
+    return None if opts.out else state
+
+
+def register(ipython) -> None:
+    """Called by nbinfer's IPython extension (`%load_ext nbinfer`)."""
+    def sgl(line, cell):
+        return sgl_cell(line, cell, ipython)
+    sgl.__doc__ = __doc__
+    ipython.register_magic_function(sgl, magic_kind="cell", magic_name="sgl")

@@ -1,0 +1,77 @@
+"""ProgramRun: what one run of a program shares between its state and its forks -- the backend, the
+sampling defaults, its program id (sent with every request), its statistics and its cancellation."""
+from __future__ import annotations
+
+import itertools
+import threading
+from dataclasses import dataclass, field
+
+from .errors import ProgramCancelled
+from .sampling import RunDefaults
+
+_ids = itertools.count()
+
+
+@dataclass
+class ProgramStats:
+    """Engine requests a program sent, and how much of their prompts the prefix cache served."""
+    num_requests: int = 0
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    completion_tokens: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def record(self, prompt_tokens: int, cached_tokens: int, completion_tokens: int) -> None:
+        with self._lock:
+            self.num_requests += 1
+            self.prompt_tokens += prompt_tokens
+            self.cached_tokens += cached_tokens
+            self.completion_tokens += completion_tokens
+
+    @property
+    def prefix_hit_ratio(self) -> float:
+        """Fraction of prompt tokens served from the radix cache instead of computed."""
+        return self.cached_tokens / self.prompt_tokens if self.prompt_tokens else 0.0
+
+    def __str__(self) -> str:
+        return (f"{self.num_requests} requests, {self.prompt_tokens} prompt tokens "
+                f"({self.prefix_hit_ratio:.0%} from the prefix cache), {self.completion_tokens} generated")
+
+
+class ProgramRun:
+    def __init__(self, backend, defaults: RunDefaults, name: str = "program"):
+        self.program_id = f"sgl-{name}-{next(_ids)}"
+        self.backend = backend
+        self.defaults = defaults
+        self.stats = ProgramStats()
+        self.cancelled = threading.Event()
+        self._lock = threading.Lock()
+        self._cancellers: dict[int, object] = {}
+        self._tokens = itertools.count()
+        self.forks: list = []               # fork executors, ended when the program ends
+
+    def track(self, cancel) -> int:
+        """Remember how to cancel an in-flight request; returns a token for untrack()."""
+        with self._lock:
+            token = next(self._tokens)
+            self._cancellers[token] = cancel
+        if self.cancelled.is_set():
+            cancel()
+        return token
+
+    def untrack(self, token: int) -> None:
+        with self._lock:
+            self._cancellers.pop(token, None)
+
+    def cancel(self) -> None:
+        """Stop the program: its in-flight requests are aborted (their KV blocks freed) and its
+        state and forks raise ProgramCancelled at their next step."""
+        self.cancelled.set()
+        with self._lock:
+            cancellers = list(self._cancellers.values())
+        for cancel in cancellers:
+            cancel()
+
+    def check(self) -> None:
+        if self.cancelled.is_set():
+            raise ProgramCancelled(f"program {self.program_id} was cancelled")
