@@ -319,3 +319,20 @@ def test_a_failing_step_fails_its_requests_and_the_engine_keeps_serving(llama_di
         stats = llm.stats()
         assert stats.blocks_used == 0 and not stats.requests
         assert llm.generate("The quick", GREEDY)[0].outputs[0].token_ids
+
+
+def test_duplicate_request_id_is_refused_while_running(shared_llm):
+    h = shared_llm.submit("The quick", SamplingParams(max_tokens=200, ignore_eos=True), request_id="dup")
+    with pytest.raises(ValueError, match="request_id 'dup' is already in use"):
+        shared_llm.submit("The quick", GREEDY, request_id="dup")
+    h.cancel()
+    assert shared_llm.submit("The", SamplingParams(max_tokens=2), request_id="dup").result().outputs[0].token_ids
+
+
+def test_shutdown_fails_queued_and_running_requests_instead_of_hanging(llama_dir):
+    llm = LLM(llama_dir, num_kv_blocks=32, max_num_seqs=1)
+    handles = [llm.submit(LONG, SamplingParams(max_tokens=300, ignore_eos=True)) for _ in range(5)]
+    llm.shutdown()
+    for h in handles:
+        with pytest.raises(RuntimeError, match="shut down"):
+            h.result(timeout=10)

@@ -65,6 +65,7 @@ class Engine:
         self.sampler = Sampler(cfg.seed, self.device)
 
         self.requests: dict[str, Request] = {}
+        self._live_ids: set[str] = set()       # submitted and not yet finished (guarded by _state_lock)
         self._ids = itertools.count()
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
         self._meter = ThroughputMeter()
@@ -101,6 +102,10 @@ class Engine:
         room = self.max_model_len - len(ids)
         max_tokens = room if params.max_tokens is None else min(params.max_tokens, room)
         rid = request_id or f"req-{next(self._ids)}"
+        with self._state_lock:
+            if rid in self._live_ids:
+                raise ValueError(f"request_id {rid!r} is already in use by a running request")
+            self._live_ids.add(rid)
         req = Request(rid, text, ids, params, max_tokens, time.monotonic(), program_id=program_id)
         handle = RequestHandle(rid, params.n, self._cancel)
         req.sink = handle
@@ -170,8 +175,22 @@ class Engine:
                 log.exception("engine step failed")
                 with self._state_lock:
                     self._fail_all(e)
+        closed = RuntimeError("the engine was shut down")
         with self._state_lock:
-            self._fail_all(RuntimeError("the engine was shut down"))
+            self._fail_all(closed)
+        while True:     # messages that arrived after the stop: nobody may wait on them forever
+            try:
+                msg = self._inbox.get_nowait()
+            except queue.Empty:
+                break
+            if msg[0] == "add":
+                self._live_ids.discard(msg[1].request_id)
+                msg[1].sink._fail(closed)
+            elif msg[0] == "abort":
+                msg[2].set()
+            elif msg[0] == "call":
+                msg[2]["error"] = closed
+                msg[3].set()
 
     def _drain(self, block: bool) -> bool:
         """Handle queued messages; False once asked to stop."""
@@ -374,6 +393,7 @@ class Engine:
     def _complete(self, req: Request) -> None:
         """Hand the final output over (after the state change is visible to stats())."""
         self.requests.pop(req.request_id, None)
+        self._live_ids.discard(req.request_id)
         req.metrics.finished_time = time.monotonic()
         req.sink._finish(self._output(req))
 
@@ -403,6 +423,7 @@ class Engine:
                 if not seq.finished:
                     self.scheduler.remove(seq)
             self.requests.pop(req.request_id, None)
+            self._live_ids.discard(req.request_id)
             req.sink._fail(error)
 
     # -- stats ------------------------------------------------------------------------------------
