@@ -13,5 +13,17 @@ from .models.loader import default_model_path
 
 __version__ = "0.1.0"
 
+
+def load_ipython_extension(ipython):
+    """`%load_ext nbinfer`: imported lazily so `import nbinfer` never imports IPython."""
+    from .jupyter import load_ipython_extension as load
+    load(ipython)
+
+
+def unload_ipython_extension(ipython):
+    from .jupyter import unload_ipython_extension as unload
+    unload(ipython)
+
+
 __all__ = ["LLM", "SamplingParams", "RequestOutput", "CompletionOutput", "Logprob", "RequestMetrics",
            "EngineStats", "RequestStats", "RequestHandle", "default_model_path"]
