@@ -63,7 +63,10 @@ def test_import_nbinfer_does_not_import_ipython():
 
 def test_load_ext_prints_nothing(capfd):
     shell = InteractiveShell.instance()
-    shell.run_line_magic("load_ext", "nbinfer")      # already loaded by other tests or not: silent both ways
+    if "nbinfer" in shell.extension_manager.loaded:   # other tests loaded it in this shared shell
+        shell.run_line_magic("unload_ext", "nbinfer")
+    capfd.readouterr()
+    shell.run_line_magic("load_ext", "nbinfer")
     shell.run_line_magic("reload_ext", "nbinfer")
     out, err = capfd.readouterr()
     assert out == "" and err == ""
