@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from typing import Callable
 
 from IPython.core.error import UsageError
-from IPython.core.magic_arguments import MagicArgumentParser
 
 # optional modules owned by other parts of nbinfer that register subcommands when imported
 PLUGINS = ("nbinfer.bench.magic",)
@@ -49,18 +48,23 @@ def subcommand(name: str, help: str, add_arguments: Callable | None = None):
     return register
 
 
-class _Parser(MagicArgumentParser):
-    """Strict: no abbreviated flags, and every complaint is one line naming the subcommand."""
+class _Parser(argparse.ArgumentParser):
+    """Strict: no abbreviated flags, no -h (help is `%nbinfer?`), and every complaint is one
+    UsageError line naming the subcommand -- never a SystemExit inside the kernel."""
 
     def __init__(self, *args, **kwargs):
+        kwargs.setdefault("add_help", False)
+        kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
-        self.allow_abbrev = False
 
     def error(self, message):
         raise UsageError(f"{self.prog}: {message}")
 
+    def exit(self, status=0, message=None):
+        raise UsageError(f"{self.prog}: {message or 'invalid arguments'}".strip())
 
-def build_parser() -> MagicArgumentParser:
+
+def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="%nbinfer", description="Load, inspect and unload the notebook's LLM engine.",
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", metavar="SUBCOMMAND", parser_class=_Parser)

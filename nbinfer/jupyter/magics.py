@@ -60,7 +60,7 @@ class NbinferMagics(Magics):
         """Load, inspect and unload the notebook's LLM engine (full help: %nbinfer?)."""
         return commands.dispatch(line, self.shell)
 
-    @magic_arguments()
+    @magic_arguments(name="%generate")       # IPython prefixes one more "%": the help reads %%generate
     @argument("--max-tokens", type=_int_min("--max-tokens", 1), default=128, metavar="N",
               help="tokens to generate per completion (default 128)")
     @argument("--temperature", type=_float_in("--temperature", 0.0), default=None, metavar="T",
