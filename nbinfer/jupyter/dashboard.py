@@ -141,7 +141,7 @@ def _caption(f: Frame) -> str:
     scale = f" · 1 square = {f.blocks_per_cell} blocks" if f.blocks_per_cell > 1 else ""
     shared = f" · {f.blocks_shared} shared" if f.blocks_shared else ""
     return (f"{f.blocks_total} blocks × {f.block_size} tokens · {f.blocks_used} used · "
-            f"{f.blocks_cached} cached prefix{shared} · {f.blocks_free} free{scale} · hover a square")
+            f"{f.blocks_cached} cached prefix{shared} · {f.blocks_free} free{scale} · hover a square for its owner")
 
 
 def _memory_html(f: Frame) -> str:

@@ -19,7 +19,11 @@ class BlockMap(anywidget.AnyWidget):
     _css = """
     .nbinfer-blockmap-canvas { display: block; image-rendering: pixelated; }
     .nbinfer-blockmap-info { font: 11px/1.5 var(--jp-ui-font-family, sans-serif); opacity: .75;
-                             min-height: 1.5em; margin-top: 2px; }
+                             min-height: 1.5em; }
+    .nbinfer-blockmap-legend { font: 11px/1.5 var(--jp-ui-font-family, sans-serif); margin-top: 4px;
+                               display: flex; gap: 12px; flex-wrap: wrap; }
+    .nbinfer-blockmap-swatch { display: inline-block; width: 9px; height: 9px; border-radius: 2px;
+                               margin-right: 3px; vertical-align: -1px; }
     """
     blocks = traitlets.Bytes(b"").tag(sync=True)
     blocks_per_cell = traitlets.Int(1).tag(sync=True)

@@ -18,8 +18,32 @@ function render({ model, el }) {
   canvas.className = "nbinfer-blockmap-canvas";
   const info = document.createElement("div");
   info.className = "nbinfer-blockmap-info";
-  root.append(canvas, info);
+  const legend = document.createElement("div");
+  legend.className = "nbinfer-blockmap-legend";
+  root.append(canvas, legend, info);
   el.append(root);
+
+  function swatch(colour) {
+    const s = document.createElement("span");
+    s.className = "nbinfer-blockmap-swatch";
+    s.style.background = colour;
+    return s;
+  }
+
+  function drawLegend() {
+    const states = model.get("state_colours");
+    const palette = model.get("request_colours");
+    legend.replaceChildren();
+    for (const [label, colour] of [["free", states.free], ["cached prefix", states.cached], ["shared", states.shared]]) {
+      const item = document.createElement("span");
+      item.append(swatch(colour), label);
+      legend.append(item);
+    }
+    const used = document.createElement("span");
+    for (const colour of palette.slice(0, 4)) used.append(swatch(colour));
+    used.append("used (one colour per request)");
+    legend.append(used);
+  }
 
   let geometry = { cols: 1, rows: 1, size: 8 };
   let cells = new Uint8Array(0);
@@ -87,6 +111,9 @@ function render({ model, el }) {
     info.textContent = `${label}: ${what}`;
   }
 
+  drawLegend();
+  model.on("change:state_colours", drawLegend);
+  model.on("change:request_colours", drawLegend);
   canvas.addEventListener("mousemove", describe);
   canvas.addEventListener("mouseleave", () => { info.textContent = model.get("caption"); });
   const events = ["change:blocks", "change:width", "change:state_colours", "change:request_colours",
