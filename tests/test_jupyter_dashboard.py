@@ -138,9 +138,12 @@ def test_widget_bundle_carries_static_fallback(dashboard):
 
 @pytest.fixture
 def ip():
-    shell = InteractiveShell.instance()
+    shell = InteractiveShell.instance()           # shared with other test modules in this process
+    before = set(shell.user_ns)
     shell.run_line_magic("load_ext", "nbinfer")
-    return shell
+    yield shell
+    for name in set(shell.user_ns) - before:
+        del shell.user_ns[name]
 
 
 def test_dashboard_magic_displays_widget(ip, llama_dir, monkeypatch):

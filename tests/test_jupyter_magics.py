@@ -22,10 +22,13 @@ from nbinfer.jupyter import session  # noqa: E402
 
 @pytest.fixture(scope="module")
 def ip():
-    shell = InteractiveShell.instance()
+    shell = InteractiveShell.instance()           # shared with other test modules in this process
+    before = set(shell.user_ns)
     shell.run_line_magic("load_ext", "nbinfer")
     yield shell
     session.unload_llm()
+    for name in set(shell.user_ns) - before:      # leave the shared namespace as we found it
+        del shell.user_ns[name]
 
 
 @pytest.fixture
