@@ -147,9 +147,14 @@ def ip():
 
 
 def test_dashboard_magic_displays_widget(ip, llama_dir, monkeypatch):
+    from nbinfer.jupyter import generation
     ip.run_line_magic("nbinfer", f"load {llama_dir} --num-kv-blocks 64")
     pub = CapturingDisplayPublisher()
     monkeypatch.setattr(ip, "display_pub", pub)
+    ip.run_line_magic("nbinfer", "dashboard")            # terminal IPython: a static snapshot
+    data = pub.outputs[-1]["data"]
+    assert "application/vnd.jupyter.widget-view+json" not in data and "KV cache" in data["text/plain"]
+    monkeypatch.setattr(generation, "in_kernel", lambda: True)
     ip.run_line_magic("nbinfer", "dashboard")
     data = pub.outputs[-1]["data"]
     assert "application/vnd.jupyter.widget-view+json" in data and "<svg" in data["text/html"]

@@ -111,12 +111,21 @@ def dashboard(args, shell):
     if not args.interval >= 0.1:
         raise UsageError(f"%nbinfer dashboard: --interval must be at least 0.1 (10 frames a second), "
                          f"got {args.interval}")
-    if args.static:
-        from .status import StatusView
+    from .generation import in_kernel
+    from .status import StatusView
+
+    static = args.static or not in_kernel()     # terminal IPython cannot render widgets
+    if not static:
+        try:
+            from .dashboard import show_dashboard
+        except ImportError as e:                # ipywidgets / anywidget missing: say so, show a snapshot
+            print(f"nbinfer: the live dashboard needs ipywidgets and anywidget ({e}); "
+                  "pip install 'nbinfer[jupyter]'. A snapshot instead:")
+            static = True
+    if static:
         llm = session.current_llm()
         display(StatusView(llm.stats() if llm is not None else None, with_block_map=True))
         return
-    from .dashboard import show_dashboard
     show_dashboard(interval=args.interval)
 
 
