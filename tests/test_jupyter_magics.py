@@ -370,6 +370,8 @@ def test_refresh_is_throttled(ip, loaded, monkeypatch):
     elapsed = time.monotonic() - started
     updates = [o for o in pub.outputs if o["update"]]
     assert len(updates) <= elapsed / generation_mod.REFRESH_S + 2
+    sent = sum(len(u["data"]["text/plain"]) + len(u["data"]["text/html"]) for u in updates)
+    assert sent <= elapsed * generation_mod.UPDATE_BYTES_PER_S * 1.5 + 20_000
 
 
 def test_terminal_shell_streams_plain_text(ip, loaded, capsys):

@@ -13,7 +13,9 @@ import time
 
 from .threads import start_in_cell
 
-REFRESH_S = 0.1          # display updates are throttled to 10 Hz: each one is a full iopub message
+REFRESH_S = 0.1          # display updates are throttled to 10 Hz: each one is a full iopub message...
+UPDATE_BYTES_PER_S = 250_000   # ...and slower for big batches, far below jupyter_server's 1 MB/s
+                               # iopub data limit, past which it drops output for a while
 
 
 class Generation:
@@ -170,7 +172,8 @@ class Generation:
 
 
 class LiveDisplay:
-    """A display-id output that repaints a Generation, at most every REFRESH_S seconds."""
+    """A display-id output that repaints a Generation, at most every REFRESH_S seconds (longer when
+    the text is large, so the update stream stays under UPDATE_BYTES_PER_S)."""
 
     def __init__(self, generation: Generation):
         from IPython.display import display
@@ -180,9 +183,16 @@ class LiveDisplay:
         self.last = time.monotonic()
         generation._live = self
 
+    @property
+    def interval(self) -> float:
+        g = self.generation
+        # each update carries the text twice (text/plain and text/html) plus markup
+        size = 2 * (sum(map(len, g.texts)) + sum(map(len, g.prompts))) + 400 * len(g.prompts) * g.n
+        return max(REFRESH_S, size / UPDATE_BYTES_PER_S)
+
     def refresh(self, force: bool = False) -> None:
         now = time.monotonic()
-        if self.handle is not None and (force or now - self.last >= REFRESH_S):
+        if self.handle is not None and (force or now - self.last >= self.interval):
             self.handle.update(self.generation)
             self.last = now
 
@@ -193,7 +203,7 @@ class LiveDisplay:
             g._changed.wait(REFRESH_S)
             if g._changed.is_set():
                 # wait out the rest of the throttle window so bursts of tokens share one update
-                time.sleep(max(0.0, REFRESH_S - (time.monotonic() - self.last)))
+                time.sleep(max(0.0, self.interval - (time.monotonic() - self.last)))
                 g._changed.clear()
                 self.refresh()
         self.refresh(force=True)
