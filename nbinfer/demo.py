@@ -2,7 +2,7 @@
 
 All prompts are submitted at once, so the engine batches them; their text is printed in order as it
 streams (a later prompt's tokens wait in its handle while an earlier one is printed). The bundled
-default model is a ~3M-parameter Llama trained on simple synthetic stories: expect short children's
+default model is a ~2M-parameter Llama trained on simple synthetic stories: expect short children's
 stories, not knowledge.
 """
 from __future__ import annotations
@@ -11,10 +11,10 @@ import argparse
 import sys
 import time
 
-PROMPTS = [
+PROMPTS = [       # story openings the default model knows; any text works with a real model
     "Once upon a time, there was a little dog named Max.",
-    "One day, Lily found a shiny key",
-    "Tom wanted to learn to ride a bike.",
+    "One sunny day, there was a curious girl named Lily.",
+    "Long ago, there was a brave bunny named Tom.",
 ]
 CHAT_PROMPT = "Tell me a story about a brave cat named Mia."
 

@@ -49,7 +49,8 @@ def test_files_are_small_and_complete():
 
 def test_writes_readable_english(llm):
     vocab = grammar_words()
-    outs = llm.generate(["Once upon a time", "One day, a little dog named Max", "Tom wanted to"],
+    outs = llm.generate(["Once upon a time, there was", "One sunny day, there was a little dog named Max.",
+                         "Long ago, there was a kind owl named Ben."],
                         SamplingParams(temperature=0.8, top_p=0.95, max_tokens=150, seed=0))
     for o in outs:
         text = o.outputs[0].text
@@ -58,6 +59,9 @@ def test_writes_readable_english(llm):
         known = sum(w in vocab for w in words) / len(words)
         assert known >= 0.95, f"{known:.0%} known words: {text!r}"
         assert text.count(".") >= 3, text            # sentences, not a word salad
+        # it keeps track of who the story is about: a story has two characters, not a name per sentence
+        names = set(re.findall(r"\b(?:%s)\b" % "|".join(story_grammar.GIRLS + story_grammar.BOYS), o.prompt + text))
+        assert len(names) <= 2, (names, text)
 
 
 def test_chat_template_and_stop_tokens(llm):
