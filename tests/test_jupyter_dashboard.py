@@ -63,6 +63,18 @@ def test_request_colours_are_stable_across_frames():
     assert "req-1" not in colours.slots
 
 
+def test_progress_of_requests_with_several_samples():
+    from nbinfer.jupyter import frame as frame_mod
+    stats = fake_stats({"req-1": ((0,), 96), "req-2": ((1,), 96), "req-3": ((2,), 150)})  # max_tokens 100
+    frame_mod.note_samples("req-1", 2)                  # %%generate -n 2 said so
+    rows = {r.request_id: r for r in build_frame(stats, ColourSlots()).rows}
+    assert rows["req-1"].max_tokens == 200 and rows["req-1"].progress == pytest.approx(0.48)
+    assert rows["req-2"].max_tokens == 100                # unknown n, output fits one sample
+    assert rows["req-3"].max_tokens == 200                # unknown n, but 150 > 100 means at least two
+    build_frame(fake_stats({}), ColourSlots())          # finished requests are forgotten
+    assert "req-1" not in frame_mod._samples
+
+
 def test_requests_sort_numerically():
     f = build_frame(fake_stats({"req-10": ((0,), 1), "req-9": ((1,), 1), "req-100": ((2,), 1)}), ColourSlots())
     assert [r.request_id for r in f.rows] == ["req-9", "req-10", "req-100"]
