@@ -149,7 +149,7 @@ def plot_journey(rng, x: Character, y: Character) -> list[str]:
         f"{x.name} and {y.name} felt {rng.choice(FEELINGS_HAPPY)}.",
         rng.choice([f"When {x.name} got home, {x.subj} told {x.poss} {helper} all about the day.",
                     f"{x.name} learned that helping others makes every trip better.",
-                    f"They promised to go on another adventure soon."]),
+                    "They promised to go on another adventure soon."]),
     ]
 
 
@@ -167,7 +167,7 @@ def plot_share(rng, x: Character, y: Character) -> list[str]:
         f"{x.name} looked at {y.name}. \"I am sorry,\" {x.subj} said.",
         f"\"I am sorry too,\" said {y.name}.",
         f"They cleaned the {noun} and took turns playing with it.",
-        f"They laughed and played until the sun went down.",
+        "They laughed and played until the sun went down.",
         rng.choice(["They learned that sharing is better than fighting.",
                     f"From that day on, {x.name} and {y.name} always shared their toys.",
                     "Playing together was much more fun than playing alone."]),

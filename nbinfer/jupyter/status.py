@@ -50,8 +50,8 @@ def status_html(f: Frame | None, with_block_map: bool = False) -> str:
     if f is None:
         return '<div style="font-family:sans-serif;color:#888">nbinfer: no model is loaded</div>'
     e = html.escape
-    parts = [f'<div style="font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;font-size:13px;'
-             f'max-width:760px">',
+    parts = ['<div style="font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;font-size:13px;'
+             'max-width:760px">',
              f'<div style="font-weight:600">{e(f.model)} <span style="color:#888;font-weight:400">'
              f'· {e(f.device)} · {e(f.dtype)}</span></div>',
              f'<div>KV cache <b>{f.occupancy:.0%}</b> used · {f.blocks_used} used / {f.blocks_cached} cached / '
