@@ -23,6 +23,18 @@ _SGL_EXPORTS = (
     "unconditional_likelihood_normalized",
 )
 
+
+def load_ipython_extension(ipython):
+    """`%load_ext nbinfer`: imported lazily so `import nbinfer` never imports IPython."""
+    from .jupyter import load_ipython_extension as load
+    load(ipython)
+
+
+def unload_ipython_extension(ipython):
+    from .jupyter import unload_ipython_extension as unload
+    unload(ipython)
+
+
 __all__ = ["LLM", "SamplingParams", "RequestOutput", "CompletionOutput", "Logprob", "RequestMetrics",
            "EngineStats", "RequestStats", "RequestHandle", "default_model_path", *_SGL_EXPORTS]
 

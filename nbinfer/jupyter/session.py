@@ -1,16 +1,25 @@
-"""PLACEHOLDER for the Jupyter session module (issue 4 writes the real one; take that one at merge).
+"""The kernel's one engine: who holds it, how it is loaded, swapped and freed.
 
-Only the subset %%sgl uses, with the same names and meanings: the kernel's one engine.
+Every Jupyter entry point (%nbinfer, %%generate, %%sgl, the dashboard) obtains the engine here, so
+`%nbinfer unload` then `%nbinfer load OTHER` swaps it for all of them without a kernel restart.
+
+Policy: `get_llm()` auto-loads the bundled default model when nothing is loaded (with a one-line
+notice), so a fresh notebook can run `%%generate` straight away; `%nbinfer load MODEL` replaces it.
+Code that must not load anything (the dashboard, status) uses `current_llm()`, which may be None.
 """
 from __future__ import annotations
 
 import threading
+from typing import Callable
 
 _lock = threading.RLock()
 _llm = None
+_listeners: list[Callable[[object | None], None]] = []
 
 
 class NoModelLoaded(RuntimeError):
+    """Raised by get_llm(autoload=False) when no engine is loaded."""
+
     def __init__(self):
         super().__init__("no model is loaded; run `%nbinfer load [MODEL]` first")
 
@@ -21,19 +30,77 @@ def current_llm():
 
 
 def get_llm(autoload: bool = True):
-    """The loaded LLM; with autoload the bundled default model is loaded if none is."""
-    global _llm
+    """The loaded LLM; with autoload (the default) the bundled default model is loaded if none is."""
     with _lock:
         if _llm is not None:
             return _llm
         if not autoload:
             raise NoModelLoaded()
-        from nbinfer import LLM
-        _llm = LLM()
-        return _llm
+        print("nbinfer: no model loaded yet; loading the bundled default model "
+              "(`%nbinfer load MODEL` picks another)")
+        return load_llm()
 
 
 def set_llm(llm) -> None:
+    """Make `llm` the session's engine (shutting down the previous one if it is a different object)."""
     global _llm
     with _lock:
+        old = _llm
         _llm = llm
+    if old is not None and old is not llm:
+        old.shutdown()
+    _notify(llm)
+
+
+def load_llm(model: str | None = None, **engine_kwargs):
+    """Unload whatever is loaded, then load `model` (None = the bundled default) as the session engine.
+
+    The old engine is shut down *before* the new one is built, so two models never share the device.
+    """
+    from nbinfer import LLM
+
+    with _lock:
+        unload_llm()
+        llm = LLM(model=model, **engine_kwargs)
+        set_llm(llm)
+        return llm
+
+
+def unload_llm() -> str | None:
+    """Shut the engine down (weights and KV freed); returns a description of what was unloaded."""
+    global _llm
+    with _lock:
+        llm, _llm = _llm, None
+    if llm is None:
+        return None
+    described = describe(llm)
+    llm.shutdown()
+    _notify(None)
+    return described
+
+
+def describe(llm) -> str:
+    try:
+        s = llm.stats()
+    except Exception:
+        return repr(llm)
+    return f"{s.model} ({s.dtype}, {s.device})"
+
+
+def add_listener(fn: Callable[[object | None], None]) -> None:
+    """fn(llm_or_None) is called after every load/unload (the dashboard resets its history)."""
+    _listeners.append(fn)
+
+
+def remove_listener(fn) -> None:
+    if fn in _listeners:
+        _listeners.remove(fn)
+
+
+def _notify(llm) -> None:
+    for fn in list(_listeners):
+        try:
+            fn(llm)
+        except Exception:   # a broken listener must not break loading
+            pass
+

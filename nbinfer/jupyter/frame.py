@@ -1,0 +1,187 @@
+"""One dashboard frame computed from an EngineStats snapshot (no widgets here: the live dashboard, the
+static HTML fallback and `%nbinfer status` all draw from this).
+
+Block map encoding, one byte per KV block (what the canvas draws):
+    0 free · 1 cached prefix (in the radix tree, no request holds it) · 2 shared by several requests
+    3 + k  used by the request holding colour slot k (the JS cycles through its palette)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+FREE, CACHED, SHARED, FIRST_REQUEST = 0, 1, 2, 3
+MAX_CELLS = 8192           # bigger pools are drawn downsampled (each cell = the busiest of its blocks)
+
+# colours shared by the canvas (block_map.js reads them from the widget) and the static HTML
+STATE_COLOURS = {"free": "#e6e8eb", "cached": "#9fc5e8", "shared": "#3d4a5c"}
+REQUEST_COLOURS = ["#f28e2b", "#59a14f", "#e15759", "#b07aa1", "#edc948", "#76b7b2", "#ff9da7",
+                   "#9c755f", "#4e79a7", "#d37295", "#8cd17d", "#f1ce63"]
+
+
+# Samples per request (SamplingParams.n) for requests this kernel's %%generate submitted. EngineStats'
+# RequestStats sums output tokens over a request's samples but gives max_tokens per sample and not n;
+# without n a progress bar for n > 1 would be wrong. Engines whose RequestStats carry `n` need none of this.
+_samples: dict[str, int] = {}
+
+
+def note_samples(request_id: str, n: int) -> None:
+    if n > 1:
+        _samples[request_id] = n
+
+
+def forget_samples() -> None:
+    _samples.clear()
+
+
+class ColourSlots:
+    """Stable colour per request across frames: a request keeps its slot until it leaves."""
+
+    def __init__(self):
+        self.slots: dict[str, int] = {}
+
+    def update(self, request_ids) -> dict[str, int]:
+        live = set(request_ids)
+        for rid in list(self.slots):
+            if rid not in live:
+                del self.slots[rid]
+        taken = set(self.slots.values())
+        free = (k for k in range(10**6) if k not in taken)
+        for rid in request_ids:
+            if rid not in self.slots:
+                self.slots[rid] = next(free)
+        return dict(self.slots)
+
+
+@dataclass(frozen=True)
+class RequestRow:
+    request_id: str
+    state: str
+    prompt_tokens: int
+    output_tokens: int          # summed over the request's n samples
+    max_tokens: int             # the most output tokens the request can produce, all samples together
+    blocks: int
+    colour: str
+
+    @property
+    def progress(self) -> float:
+        return min(1.0, self.output_tokens / self.max_tokens) if self.max_tokens else 0.0
+
+
+@dataclass(frozen=True)
+class Frame:
+    model: str
+    device: str
+    dtype: str
+    blocks: bytes              # one byte per cell, encoded as above
+    blocks_per_cell: int
+    blocks_total: int
+    blocks_used: int
+    blocks_cached: int
+    blocks_free: int
+    blocks_shared: int
+    block_size: int
+    occupancy: float           # used / total
+    num_running: int
+    num_waiting: int
+    num_preempted_total: int
+    prefill_tokens_per_s: float
+    decode_tokens_per_s: float
+    prompt_tokens_total: int
+    generation_tokens_total: int
+    prefix_hit_tokens: int
+    weights_bytes: int
+    kv_cache_bytes: int
+    rows: tuple[RequestRow, ...]
+
+    @property
+    def kv_used_bytes(self) -> int:
+        return self.kv_cache_bytes * self.blocks_used // max(1, self.blocks_total)
+
+    @property
+    def kv_cached_bytes(self) -> int:
+        return self.kv_cache_bytes * self.blocks_cached // max(1, self.blocks_total)
+
+    @property
+    def kv_free_bytes(self) -> int:
+        return self.kv_cache_bytes - self.kv_used_bytes - self.kv_cached_bytes
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.num_running or self.num_waiting)
+
+
+def block_states(stats, slots: dict[str, int]) -> tuple[np.ndarray, int]:
+    """Per-block codes (uint8 array of blocks_total) and how many blocks are shared."""
+    codes = np.zeros(stats.blocks_total, dtype=np.uint8)
+    if stats.cached_block_ids:
+        codes[np.fromiter(stats.cached_block_ids, dtype=np.int64)] = CACHED
+    holders = np.zeros(stats.blocks_total, dtype=np.int32)
+    for rid, r in stats.requests.items():
+        if not r.block_ids:
+            continue
+        ids = np.fromiter(r.block_ids, dtype=np.int64)
+        holders[ids] += 1
+        codes[ids] = FIRST_REQUEST + slots[rid] % (256 - FIRST_REQUEST)
+    shared = holders > 1
+    # engines that know better (blocks shared between the n samples of one request too) say so
+    for b in getattr(stats, "shared_block_ids", ()) or ():
+        shared[b] = True
+    codes[shared] = SHARED
+    return codes, int(shared.sum())
+
+
+def downsample(codes: np.ndarray, max_cells: int = MAX_CELLS) -> tuple[np.ndarray, int]:
+    """At most max_cells cells; each shows the highest code among its blocks (requests win)."""
+    n = len(codes)
+    if n <= max_cells:
+        return codes, 1
+    group = -(-n // max_cells)
+    padded = np.zeros(-(-n // group) * group, dtype=np.uint8)
+    padded[:n] = codes
+    return padded.reshape(-1, group).max(axis=1), group
+
+
+def build_frame(stats, colours: ColourSlots) -> Frame:
+    order = sorted(stats.requests, key=_request_order)
+    slots = colours.update(order)
+    for rid in [rid for rid in _samples if rid not in stats.requests]:
+        del _samples[rid]
+    codes, shared = block_states(stats, slots)
+    cells, group = downsample(codes)
+    rows = tuple(RequestRow(rid, r.state, r.prompt_tokens, r.output_tokens, _max_output(r), len(r.block_ids),
+                            REQUEST_COLOURS[slots[rid] % len(REQUEST_COLOURS)])
+                 for rid in order for r in [stats.requests[rid]])
+    return Frame(
+        model=stats.model, device=stats.device, dtype=stats.dtype, blocks=cells.tobytes(),
+        blocks_per_cell=group, blocks_total=stats.blocks_total, blocks_used=stats.blocks_used,
+        blocks_cached=stats.blocks_cached, blocks_free=stats.blocks_free, blocks_shared=shared,
+        block_size=stats.block_size, occupancy=stats.occupancy, num_running=stats.num_running,
+        num_waiting=stats.num_waiting, num_preempted_total=stats.num_preempted_total,
+        prefill_tokens_per_s=stats.prefill_tokens_per_s, decode_tokens_per_s=stats.decode_tokens_per_s,
+        prompt_tokens_total=stats.prompt_tokens_total, generation_tokens_total=stats.generation_tokens_total,
+        prefix_hit_tokens=stats.prefix_hit_tokens, weights_bytes=stats.weights_bytes,
+        kv_cache_bytes=stats.kv_cache_bytes, rows=rows)
+
+
+def _max_output(r) -> int:
+    # RequestStats.output_tokens sums the n samples while max_tokens is per sample
+    n = getattr(r, "n", None) or _samples.get(r.request_id)
+    if n:
+        return r.max_tokens * n
+    # n unknown (a request from the Python API): at least as many samples as the output shows
+    return max(r.max_tokens, r.max_tokens * -(-r.output_tokens // r.max_tokens)) if r.max_tokens else 0
+
+
+def _request_order(rid: str):
+    # req-12 after req-9: numeric suffixes sort as numbers
+    head, _, tail = rid.rpartition("-")
+    return (head, int(tail), "") if tail.isdigit() else (rid, -1, rid)
+
+
+def human_bytes(n: int) -> str:
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:,.1f} {unit}"
+    return f"{n} B"

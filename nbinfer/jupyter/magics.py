@@ -1,0 +1,186 @@
+"""%nbinfer (line magic) and %%generate (cell magic)."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments
+
+from . import commands, engine_commands  # noqa: F401  (engine_commands registers the built-ins)
+from .commands import split_line
+from . import session
+from .generation import Generation, run_background, run_foreground
+from .prompts import interpolate, split_prompts
+
+
+def _float_in(name: str, lo: float, hi: float | None = None):
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if v < lo or (hi is not None and v > hi):
+            bound = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
+            raise argparse.ArgumentTypeError(f"{name} must be {bound}, got {text!r}")
+        return v
+    return parse
+
+
+def _int_min(name: str, lo: int):
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if v < lo:
+            raise argparse.ArgumentTypeError(f"{name} must be >= {lo}, got {text!r}")
+        return v
+    return parse
+
+
+def _stop_string(text: str) -> str:
+    # `--stop "\n"` means a newline: the shell-style split keeps the backslash
+    return text.replace("\\n", "\n").replace("\\t", "\t")
+
+
+def _identifier(text: str) -> str:
+    if not text.isidentifier():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a valid Python variable name")
+    return text
+
+
+@magics_class
+class NbinferMagics(Magics):
+
+    @line_magic
+    def nbinfer(self, line: str):
+        """Load, inspect and unload the notebook's LLM engine (full help: %nbinfer?)."""
+        return commands.dispatch(line, self.shell)
+
+    @magic_arguments(name="%generate")       # IPython prefixes one more "%": the help reads %%generate
+    @argument("--max-tokens", type=_int_min("--max-tokens", 1), default=128, metavar="N",
+              help="tokens to generate per completion (default 128)")
+    @argument("--temperature", type=_float_in("--temperature", 0.0), default=None, metavar="T",
+              help="0 = greedy (default: the model's generation_config.json, else 1.0)")
+    @argument("--top-p", type=_float_in("--top-p", 0.0, 1.0), default=None, metavar="P",
+              help="nucleus sampling (default: generation_config.json, else 1.0)")
+    @argument("--top-k", type=_int_min("--top-k", -1), default=None, metavar="K",
+              help="-1 = off (default: generation_config.json, else -1)")
+    @argument("--seed", type=int, default=None, metavar="S", help="per-request sampling seed")
+    @argument("--stop", type=_stop_string, action="append", default=None, metavar="S",
+              help="stop string (repeatable; \\n and \\t are escapes)")
+    @argument("-n", type=_int_min("-n", 1), default=1, metavar="N", help="completions per prompt")
+    @argument("--chat", action="store_true", help="send each prompt as a user message via the chat template")
+    @argument("--system", default=None, metavar="TEXT", help="system message (implies --chat)")
+    @argument("--out", type=_identifier, default=None, metavar="VAR",
+              help="bind the result (.text, .texts, .outputs) to this notebook variable")
+    @argument("--no-stream", action="store_true", help="show the result once it is complete")
+    @argument("--background", action="store_true",
+              help="return at once; the cell keeps streaming while you run other cells")
+    @cell_magic
+    def generate(self, line: str, cell: str):
+        """Generate text from the prompt(s) in the cell body with the loaded model.
+
+        The body is the prompt; {name} and {name.attr} are replaced by notebook variables (unknown
+        names stay as written). Lines of exactly `---` separate several prompts, run as one batch.
+        Tokens stream into the cell; with --out VAR the result is bound to VAR.
+        If no model is loaded, the bundled default model is loaded first.
+        """
+        try:
+            args = self.generate.parser.parse_args(split_line(line))
+        except UsageError as e:
+            raise UsageError(f"%%generate: {e}") from None
+        from nbinfer import SamplingParams
+
+        try:
+            prompts = split_prompts(interpolate(cell, self.shell.user_ns))
+        except ValueError as e:
+            raise UsageError(f"%%generate: {e}") from None
+        if args.background and args.no_stream:
+            raise UsageError("%%generate: --background streams into the cell; it cannot be combined "
+                             "with --no-stream")
+        llm = session.get_llm()
+        sampling = {k: v for k, v in dict(temperature=args.temperature, top_p=args.top_p,
+                                          top_k=args.top_k).items() if v is not None}
+        defaults = _default_sampling(llm)
+        try:
+            params = SamplingParams(**{**defaults, **sampling, "max_tokens": args.max_tokens, "n": args.n,
+                                       "seed": args.seed, "stop": args.stop})
+        except ValueError as e:
+            raise UsageError(f"%%generate: {e}") from None
+
+        chat = args.chat or args.system is not None
+        payloads = prompts
+        if chat:
+            try:
+                payloads = [llm.apply_chat_template(
+                    ([{"role": "system", "content": args.system}] if args.system is not None else [])
+                    + [{"role": "user", "content": p}]) for p in prompts]
+            except ValueError as e:
+                raise UsageError(f"%%generate --chat: {e}") from None
+
+        generation = Generation(prompts, args.n, system=args.system, chat=chat)
+        handles = []
+        try:
+            for i, payload in enumerate(payloads):
+                handles.append(llm.submit(payload, params))
+        except (ValueError, TypeError) as e:
+            for h in handles:
+                h.cancel()
+            where = f"prompt {i + 1}: " if len(payloads) > 1 else ""
+            raise UsageError(f"%%generate: {where}{e}") from None
+        generation._attach(handles)
+        if args.out:
+            self.shell.user_ns[args.out] = generation
+        if args.background:
+            run_background(generation)
+        else:
+            run_foreground(generation, stream=not args.no_stream)
+
+
+# strict flags: `--max 5` must not silently mean --max-tokens
+NbinferMagics.generate.parser.allow_abbrev = False
+
+
+def _default_sampling(llm) -> dict:
+    """The model's recommended sampling settings, as vLLM applies them: from the engine if it can say
+    (LLM.get_default_sampling_params), else from the model's generation_config.json; explicit flags
+    override them. Without either, SamplingParams' own defaults apply (temperature 1.0)."""
+    getter = getattr(llm, "get_default_sampling_params", None)
+    if getter is not None:
+        try:
+            p = getter()
+            return {k: getattr(p, k) for k in _SAMPLING_KEYS if hasattr(p, k)}
+        except Exception:
+            pass
+    path = _generation_config_path(llm.config.model)
+    if path is None:
+        return {}
+    try:
+        cfg = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return {k: cfg[k] for k in _SAMPLING_KEYS if isinstance(cfg.get(k), (int, float)) and not isinstance(cfg.get(k), bool)}
+
+
+_SAMPLING_KEYS = ("temperature", "top_p", "top_k", "min_p", "repetition_penalty")
+
+
+def _generation_config_path(model: str | None) -> Path | None:
+    from nbinfer import default_model_path
+
+    if model is None:
+        path = default_model_path() / "generation_config.json"
+    elif Path(model).expanduser().is_dir():
+        path = Path(model).expanduser() / "generation_config.json"
+    else:                                   # a hub id: only what is already in the local cache
+        try:
+            from huggingface_hub import try_to_load_from_cache
+            found = try_to_load_from_cache(model, "generation_config.json")
+        except Exception:
+            return None
+        path = Path(found) if isinstance(found, str) else None
+    return path if path is not None and path.is_file() else None

@@ -1,0 +1,94 @@
+"""The dashboard's publisher: a daemon thread that turns llm.stats() into one frame per tick.
+
+It runs while cells run and while the kernel is idle. Idle frames change nothing, and unchanged
+traits send nothing, so an idle dashboard costs no messages. Widget (comm) messages need no cell
+parent: the frontend routes them by comm id, and leaving them on the kernel's current parent lets
+nbclient record the widget state while it executes later cells, so a saved notebook keeps the last frame.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+
+from . import session
+
+log = logging.getLogger("nbinfer")
+
+SAMPLE_S = 0.5             # throughput chart: one sample every half second...
+SAMPLES = 120              # ...over the last minute
+
+
+class Publisher:
+    def __init__(self, dashboard, interval: float = 0.1):
+        self.dashboard = dashboard
+        self.interval = max(0.1, interval)       # at most 10 frames a second
+        self.prefill: deque[float] = deque([0.0] * SAMPLES, maxlen=SAMPLES)
+        self.decode: deque[float] = deque([0.0] * SAMPLES, maxlen=SAMPLES)
+        self._last_sample = 0.0
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._lock = threading.Lock()            # ticks from the thread and from show_dashboard()
+        self.frames = 0
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> None:
+        if self.running:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="nbinfer-dashboard", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=2)
+        self._thread = None
+
+    def on_engine_change(self, llm) -> None:
+        from .frame import forget_samples
+
+        with self._lock:
+            forget_samples()                 # request ids start over with a new engine
+            self.dashboard.reset()
+            self.prefill.extend([0.0] * SAMPLES)
+            self.decode.extend([0.0] * SAMPLES)
+        self.tick()
+
+    def _run(self) -> None:
+        failures = 0
+        while not self._stop.wait(self.interval):
+            try:
+                self.tick()
+                failures = 0
+            except Exception:            # e.g. the comm went away; keep trying, but do not spin
+                failures += 1
+                if failures == 1:
+                    log.exception("nbinfer dashboard: frame failed")
+                if failures > 50:
+                    return
+
+    def tick(self) -> None:
+        with self._lock:
+            stats = _stats()
+            now = time.monotonic()
+            if now - self._last_sample >= SAMPLE_S:
+                self._last_sample = now
+                self.prefill.append(round(stats.prefill_tokens_per_s, 1) if stats else 0.0)
+                self.decode.append(round(stats.decode_tokens_per_s, 1) if stats else 0.0)
+            self.dashboard.apply(self.dashboard.build(stats), list(self.prefill), list(self.decode))
+            self.frames += 1
+
+
+def _stats():
+    llm = session.current_llm()
+    if llm is None:
+        return None
+    try:
+        return llm.stats()
+    except RuntimeError:        # shut down between the lookup and the call
+        return None
