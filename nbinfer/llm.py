@@ -50,6 +50,10 @@ class LLM:
     def max_model_len(self) -> int:
         return self._engine.max_model_len
 
+    def get_default_sampling_params(self) -> SamplingParams:
+        """SamplingParams carrying the model's generation_config.json recommendations (vLLM's name)."""
+        return SamplingParams(**self._engine.generation_defaults)
+
     # -- requests ---------------------------------------------------------------------------------
     def submit(self, prompt, sampling_params: SamplingParams | None = None, *, request_id: str | None = None,
                program_id: str | None = None) -> RequestHandle:

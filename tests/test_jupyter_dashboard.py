@@ -1,5 +1,6 @@
 """The dashboard: frames from stats, widget updates (one message per widget per tick), the live
 publisher against a running engine, `%nbinfer dashboard` and its static fallback."""
+import dataclasses
 import threading
 import time
 
@@ -64,15 +65,11 @@ def test_request_colours_are_stable_across_frames():
 
 
 def test_progress_of_requests_with_several_samples():
-    from nbinfer.jupyter import frame as frame_mod
-    stats = fake_stats({"req-1": ((0,), 96), "req-2": ((1,), 96), "req-3": ((2,), 150)})  # max_tokens 100
-    frame_mod.note_samples("req-1", 2)                  # %%generate -n 2 said so
+    stats = fake_stats({"req-1": ((0,), 96), "req-2": ((1,), 96)})           # max_tokens 100
+    stats.requests["req-1"] = dataclasses.replace(stats.requests["req-1"], n=2)   # -n 2: 2 x 100 tokens
     rows = {r.request_id: r for r in build_frame(stats, ColourSlots()).rows}
     assert rows["req-1"].max_tokens == 200 and rows["req-1"].progress == pytest.approx(0.48)
-    assert rows["req-2"].max_tokens == 100                # unknown n, output fits one sample
-    assert rows["req-3"].max_tokens == 200                # unknown n, but 150 > 100 means at least two
-    build_frame(fake_stats({}), ColourSlots())          # finished requests are forgotten
-    assert "req-1" not in frame_mod._samples
+    assert rows["req-2"].max_tokens == 100
 
 
 def test_requests_sort_numerically():

@@ -17,7 +17,7 @@ import torch
 
 from ..models.config import ModelConfig
 from ..models.loader import architecture_of, load_hf_config, resolve_model_path
-from ..models.tokenizer import IncrementalDetokenizer, eos_token_ids, load_tokenizer
+from ..models.tokenizer import IncrementalDetokenizer, eos_token_ids, load_tokenizer, sampling_defaults
 from .block_pool import BlockPool
 from .config import EngineConfig
 from .handle import RequestHandle
@@ -40,6 +40,7 @@ class Engine:
         self.model_config = ModelConfig.from_hf(hf_config, architecture_of(hf_config, self.path))
         self.tokenizer = load_tokenizer(self.path, cfg.trust_remote_code)
         self.eos_ids = eos_token_ids(self.tokenizer, self.path)
+        self.generation_defaults = sampling_defaults(self.path)
         self.device = resolve_device(cfg.device)
         self.dtype = resolve_dtype(cfg.dtype, self.device)
 
@@ -442,7 +443,7 @@ class Engine:
                     holders[b] = holders.get(b, 0) + 1
             blocks = tuple(dict.fromkeys(b for s in req.seqs for b in s.blocks))
             reqs[rid] = RequestStats(rid, state, len(req.prompt_token_ids), sum(s.num_output for s in req.seqs),
-                                     req.max_tokens, blocks, req.program_id)
+                                     req.max_tokens, blocks, req.program_id, req.params.n)
         pool, sched, runner = self.pool, self.scheduler, self.runner
         return EngineStats(
             blocks_total=pool.num_blocks, blocks_free=pool.num_free, blocks_used=pool.num_used,

@@ -16,6 +16,7 @@ class RequestStats:
     max_tokens: int
     block_ids: tuple[int, ...]
     program_id: str | None = None
+    n: int = 1                  # samples (output_tokens counts all of them; max_tokens is per sample)
 
 
 @dataclass(frozen=True)

@@ -20,21 +20,6 @@ REQUEST_COLOURS = ["#f28e2b", "#59a14f", "#e15759", "#b07aa1", "#edc948", "#76b7
                    "#9c755f", "#4e79a7", "#d37295", "#8cd17d", "#f1ce63"]
 
 
-# Samples per request (SamplingParams.n) for requests this kernel's %%generate submitted. EngineStats'
-# RequestStats sums output tokens over a request's samples but gives max_tokens per sample and not n;
-# without n a progress bar for n > 1 would be wrong. Engines whose RequestStats carry `n` need none of this.
-_samples: dict[str, int] = {}
-
-
-def note_samples(request_id: str, n: int) -> None:
-    if n > 1:
-        _samples[request_id] = n
-
-
-def forget_samples() -> None:
-    _samples.clear()
-
-
 class ColourSlots:
     """Stable colour per request across frames: a request keeps its slot until it leaves."""
 
@@ -146,8 +131,6 @@ def downsample(codes: np.ndarray, max_cells: int = MAX_CELLS) -> tuple[np.ndarra
 def build_frame(stats, colours: ColourSlots) -> Frame:
     order = sorted(stats.requests, key=_request_order)
     slots = colours.update(order)
-    for rid in [rid for rid in _samples if rid not in stats.requests]:
-        del _samples[rid]
     codes, shared = block_states(stats, slots)
     cells, group = downsample(codes)
     rows = tuple(RequestRow(rid, r.state, r.prompt_tokens, r.output_tokens, _max_output(r), len(r.block_ids),
@@ -167,11 +150,7 @@ def build_frame(stats, colours: ColourSlots) -> Frame:
 
 def _max_output(r) -> int:
     # RequestStats.output_tokens sums the n samples while max_tokens is per sample
-    n = getattr(r, "n", None) or _samples.get(r.request_id)
-    if n:
-        return r.max_tokens * n
-    # n unknown (a request from the Python API): at least as many samples as the output shows
-    return max(r.max_tokens, r.max_tokens * -(-r.output_tokens // r.max_tokens)) if r.max_tokens else 0
+    return r.max_tokens * r.n
 
 
 def _request_order(rid: str):

@@ -47,11 +47,7 @@ class Generation:
 
     # -- feeding (reader threads) -----------------------------------------------------------------
     def _attach(self, handles: list) -> None:
-        from .frame import note_samples
-
         self._handles = handles
-        for h in handles:
-            note_samples(h.request_id, self.n)      # the dashboard's progress bars need n
         for i, h in enumerate(handles):
             threading.Thread(target=self._read, args=(i, h), name=f"nbinfer-generate-{h.request_id}",
                              daemon=True).start()

@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
@@ -146,41 +144,7 @@ NbinferMagics.generate.parser.allow_abbrev = False
 
 
 def _default_sampling(llm) -> dict:
-    """The model's recommended sampling settings, as vLLM applies them: from the engine if it can say
-    (LLM.get_default_sampling_params), else from the model's generation_config.json; explicit flags
-    override them. Without either, SamplingParams' own defaults apply (temperature 1.0)."""
-    getter = getattr(llm, "get_default_sampling_params", None)
-    if getter is not None:
-        try:
-            p = getter()
-            return {k: getattr(p, k) for k in _SAMPLING_KEYS if hasattr(p, k)}
-        except Exception:
-            pass
-    path = _generation_config_path(llm.config.model)
-    if path is None:
-        return {}
-    try:
-        cfg = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return {k: cfg[k] for k in _SAMPLING_KEYS if isinstance(cfg.get(k), (int, float)) and not isinstance(cfg.get(k), bool)}
-
-
-_SAMPLING_KEYS = ("temperature", "top_p", "top_k", "min_p", "repetition_penalty")
-
-
-def _generation_config_path(model: str | None) -> Path | None:
-    from nbinfer import default_model_path
-
-    if model is None:
-        path = default_model_path() / "generation_config.json"
-    elif Path(model).expanduser().is_dir():
-        path = Path(model).expanduser() / "generation_config.json"
-    else:                                   # a hub id: only what is already in the local cache
-        try:
-            from huggingface_hub import try_to_load_from_cache
-            found = try_to_load_from_cache(model, "generation_config.json")
-        except Exception:
-            return None
-        path = Path(found) if isinstance(found, str) else None
-    return path if path is not None and path.is_file() else None
+    """The model's recommended sampling settings (generation_config.json), as vLLM applies them;
+    explicit flags override them. Without any, SamplingParams' own defaults apply."""
+    p = llm.get_default_sampling_params()
+    return {k: getattr(p, k) for k in ("temperature", "top_p", "top_k", "min_p", "repetition_penalty")}

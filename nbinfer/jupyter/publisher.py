@@ -50,10 +50,7 @@ class Publisher:
         self._thread = None
 
     def on_engine_change(self, llm) -> None:
-        from .frame import forget_samples
-
         with self._lock:
-            forget_samples()                 # request ids start over with a new engine
             self.dashboard.reset()
             self.prefill.extend([0.0] * SAMPLES)
             self.decode.extend([0.0] * SAMPLES)

@@ -30,6 +30,24 @@ def eos_token_ids(tokenizer, path: Path) -> set[int]:
     return ids
 
 
+_SAMPLING_KEYS = ("temperature", "top_p", "top_k", "min_p", "repetition_penalty")
+
+
+def sampling_defaults(path: Path) -> dict:
+    """The sampling settings the model's authors recommend (generation_config.json), as vLLM reads
+    them: temperature, top_p, top_k, min_p, repetition_penalty where present."""
+    gen = path / "generation_config.json"
+    try:
+        cfg = json.loads(gen.read_text()) if gen.exists() else {}
+    except ValueError:
+        return {}
+    out = {k: cfg[k] for k in _SAMPLING_KEYS
+           if isinstance(cfg.get(k), (int, float)) and not isinstance(cfg.get(k), bool)}
+    if out.get("top_k", 1) <= 0:       # HF spells "off" as 0, vLLM as -1
+        out["top_k"] = -1
+    return out
+
+
 class IncrementalDetokenizer:
     """Turns a token stream into text deltas without ever emitting half a UTF-8 character.
 
