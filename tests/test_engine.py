@@ -336,3 +336,16 @@ def test_shutdown_fails_queued_and_running_requests_instead_of_hanging(llama_dir
     for h in handles:
         with pytest.raises(RuntimeError, match="shut down"):
             h.result(timeout=10)
+
+
+def test_default_sampling_params_come_from_generation_config(tmp_path, llama_dir):
+    import json
+    import shutil
+    model = tmp_path / "m"
+    shutil.copytree(llama_dir, model)
+    cfg = json.loads((model / "generation_config.json").read_text())
+    cfg.update(temperature=0.6, top_p=0.9, top_k=0, repetition_penalty=1.1)
+    (model / "generation_config.json").write_text(json.dumps(cfg))
+    with LLM(str(model), num_kv_blocks=16) as llm:
+        p = llm.get_default_sampling_params()
+    assert (p.temperature, p.top_p, p.top_k, p.repetition_penalty) == (0.6, 0.9, -1, 1.1)

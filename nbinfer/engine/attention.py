@@ -10,6 +10,7 @@ num_decodes sequences have exactly one new token, so backends can batch them.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -27,10 +28,34 @@ class AttentionMetadata:
     max_seq_len: int
     query_lens_cpu: list[int]
     seq_lens_cpu: list[int]
+    block_tables_cpu: list[list[int]] | None = None   # the same tables as lists (host backends)
+    _runs: list | None = None
 
     @property
     def num_seqs(self) -> int:
         return len(self.seq_lens_cpu)
+
+    def block_runs(self, i: int, block_size: int) -> list[tuple[int, int]]:
+        """Sequence i's context blocks as (first block, count) runs of consecutive ids (computed
+        once a step, used by every layer)."""
+        if self._runs is None:
+            self._runs = [None] * self.num_seqs
+        if self._runs[i] is None:
+            needed = -(-self.seq_lens_cpu[i] // block_size)
+            self._runs[i] = consecutive_runs(self.block_tables_cpu[i][:needed])
+        return self._runs[i]
+
+
+def consecutive_runs(blocks: list[int]) -> list[tuple[int, int]]:
+    runs = []
+    start = prev = blocks[0]
+    for b in blocks[1:]:
+        if b != prev + 1:
+            runs.append((start, prev - start + 1))
+            start = b
+        prev = b
+    runs.append((start, prev - start + 1))
+    return runs
 
 
 def write_kv(k: torch.Tensor, v: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
@@ -78,15 +103,60 @@ class TorchAttention:
         nd, hq, d = q.shape
         bs, hk = k_cache.shape[1], k_cache.shape[2]
         out = torch.empty_like(q)
-        for i in range(nd):
-            n = meta.seq_lens_cpu[i]
-            blocks = meta.block_tables[i, :-(-n // bs)]
-            k = k_cache[blocks].flatten(0, 1)[:n]          # [n, Hk, D]
-            v = v_cache[blocks].flatten(0, 1)[:n]
-            scores = torch.matmul(q[i].view(hk, hq // hk, d), k.permute(1, 2, 0)) * scale   # [Hk, G, n]
-            probs = scores.float().softmax(dim=-1).to(v.dtype)
-            out[i] = torch.matmul(probs, v.transpose(0, 1)).reshape(hq, d)
+        with _small_ops(q.device):
+            for i in range(nd):
+                _decode_one(i, q, k_cache, v_cache, meta, scale, out, bs, hk, hq, d)
         return out
+
+
+MAX_RUNS = 4    # a context in more pieces than this is gathered into one copy instead
+
+
+def _decode_one(i, q, k_cache, v_cache, meta, scale, out, bs, hk, hq, d):
+    """Attention of sequence i's one new token over its context, read in place where the context
+    sits in a few runs of consecutive blocks (views, no copy), else gathered."""
+    n = meta.seq_lens_cpu[i]
+    qh = q[i].view(hk, hq // hk, d)
+    runs = meta.block_runs(i, bs) if meta.block_tables_cpu is not None else None
+    if runs is None or len(runs) > MAX_RUNS:
+        blocks = meta.block_tables[i, :-(-n // bs)]
+        ks = [k_cache.index_select(0, blocks).flatten(0, 1)[:n]]      # [n, Hk, D]
+        vs = [v_cache.index_select(0, blocks).flatten(0, 1)[:n]]
+    else:
+        ks, vs, left = [], [], n
+        for first, count in runs:
+            take = min(count * bs, left)
+            ks.append(k_cache[first:first + count].flatten(0, 1)[:take])
+            vs.append(v_cache[first:first + count].flatten(0, 1)[:take])
+            left -= take
+    # GQA: a KV head's G query heads are matmul rows, [Hk, G, D] @ [Hk, D, n]
+    scores = [torch.matmul(qh, k.permute(1, 2, 0)) for k in ks]
+    scores = scores[0] if len(scores) == 1 else torch.cat(scores, dim=-1)
+    probs = (scores.float() * scale).softmax(dim=-1).to(q.dtype)
+    if len(vs) == 1:
+        o = torch.matmul(probs, vs[0].transpose(0, 1))
+    else:
+        o, at = 0, 0
+        for v in vs:
+            o = o + torch.matmul(probs[..., at:at + v.shape[0]], v.transpose(0, 1))
+            at += v.shape[0]
+    out[i] = o.reshape(hq, d)
+
+
+@contextmanager
+def _small_ops(device: torch.device):
+    """Run a loop of small CPU ops on one intra-op thread. Each OpenMP region entered from a thread
+    other than the main one (the engine thread) costs ~50 us of hand-off (measured on 2 cores), which
+    for per-sequence ops of a few microseconds of work is the whole cost; splitting them gains nothing."""
+    n = torch.get_num_threads()
+    if device.type != "cpu" or n == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
 
 
 def _causal_sdpa(q, k, v, scale):

@@ -5,17 +5,17 @@ cached (in the radix tree, unreferenced, evictable). free + used + cached == tot
 """
 from __future__ import annotations
 
-from collections import deque
-
+from .free_blocks import ContiguousFreeBlocks, FifoFreeBlocks
 from .radix_cache import Node, RadixCache
 
 
 class BlockPool:
-    def __init__(self, num_blocks: int, block_size: int, enable_prefix_caching: bool = True):
+    def __init__(self, num_blocks: int, block_size: int, enable_prefix_caching: bool = True,
+                 contiguous: bool = False):
         self.num_blocks = num_blocks
         self.block_size = block_size
         self.ref = [0] * num_blocks
-        self._free = deque(range(num_blocks))
+        self._free = ContiguousFreeBlocks(num_blocks) if contiguous else FifoFreeBlocks(num_blocks)
         self.cache = RadixCache(block_size, self.ref.__getitem__) if enable_prefix_caching else None
         self._num_cached = 0          # blocks in the tree with ref == 0
 
@@ -42,8 +42,9 @@ class BlockPool:
         return [b for b in self.cache._by_block if self.ref[b] == 0]
 
     # -- allocation -------------------------------------------------------------------------------
-    def allocate(self, n: int) -> list[int] | None:
-        """n fresh blocks (ref 1 each), evicting LRU cached blocks if needed; None if impossible."""
+    def allocate(self, n: int, after: int | None = None) -> list[int] | None:
+        """n fresh blocks (ref 1 each), evicting LRU cached blocks if needed; None if impossible.
+        `after`: the sequence's last block, which the new ones should follow if they can."""
         if n <= 0:
             return []
         if n > self.num_available():
@@ -52,10 +53,10 @@ class BlockPool:
         if short > 0:
             evicted = self.cache.evict(short)
             self._num_cached -= len(evicted)
-            self._free.extend(evicted)
+            self._free.push(evicted)
             if len(self._free) < n:   # cached blocks whose leaves are pinned by referenced children
                 return None
-        blocks = [self._free.popleft() for _ in range(n)]
+        blocks = self._free.take(n, after)
         for b in blocks:
             self.ref[b] = 1
         return blocks
@@ -76,7 +77,7 @@ class BlockPool:
                     self._num_cached += 1
                     self.cache.on_unreferenced(b)
                 else:
-                    self._free.append(b)
+                    self._free.push((b,))
 
     # -- prefix cache -----------------------------------------------------------------------------
     def match_prefix(self, tokens, max_tokens: int) -> list[int]:
@@ -101,4 +102,4 @@ class BlockPool:
         cached = self.cached_block_ids()
         self.cache.reset()
         self._num_cached = 0
-        self._free.extend(cached)
+        self._free.push(cached)

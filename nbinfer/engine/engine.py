@@ -61,7 +61,9 @@ class Engine:
                                  "or give the cache more memory (num_kv_blocks, gpu_memory_utilization)")
             wanted_len = capacity      # so any single request always fits: no request can hang
         self.max_model_len = wanted_len
-        self.pool = BlockPool(self.runner.num_blocks, cfg.block_size, cfg.enable_prefix_caching)
+        # the torch backend reads a sequence's KV as views of contiguous runs: place blocks for that
+        self.pool = BlockPool(self.runner.num_blocks, cfg.block_size, cfg.enable_prefix_caching,
+                              contiguous=self.runner.backend.name == "torch")
         self.scheduler = Scheduler(cfg, self.pool, budget)
         self.sampler = Sampler(cfg.seed, self.device)
 
@@ -307,7 +309,7 @@ class Engine:
             if len(self.scheduler.running) >= self.cfg.max_num_seqs:
                 self.scheduler.add(child)        # no room to run now: recompute later from the cache
                 continue
-            fresh = self.pool.allocate(1) if parent.num_computed % bs else []
+            fresh = self.pool.allocate(1, after=parent.blocks[-1]) if parent.num_computed % bs else []
             if fresh is None:
                 self.scheduler.add(child)
                 continue

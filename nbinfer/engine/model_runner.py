@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import os
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,6 +14,7 @@ from ..models.loader import build_model, init_dummy_weights, load_weights
 from ..models.rope import cos_sin_table
 from .attention import AttentionMetadata, make_backend
 from .config import EngineConfig
+from .cpu_threads import ThreadTuner
 from .cuda_graph import build_decode_graphs, supports_graphs
 from .scheduler import Batch
 
@@ -89,6 +91,7 @@ class ModelRunner:
             load_weights(self.model, path)
         self.weights_bytes = sum(p.numel() * p.element_size() for p in self.model.parameters())
         self.backend = make_backend(cfg.attention_backend, device)
+        self.threads = ThreadTuner(torch.get_num_threads()) if device.type == "cpu" else None
         self.cos, self.sin = cos_sin_table(model_cfg.head_dim, model_cfg.rope_theta, model_cfg.rope_scaling,
                                            model_cfg.max_position_embeddings,
                                            max(max_model_len, model_cfg.max_position_embeddings) + 1, device)
@@ -170,7 +173,7 @@ class ModelRunner:
             seq_lens=torch.tensor(seq_lens, dtype=torch.int32, device=dev),
             block_tables=torch.from_numpy(table.astype(np.int32)).to(dev, non_blocking=True),
             num_decodes=num_decodes, max_query_len=max(query_lens), max_seq_len=max(seq_lens),
-            query_lens_cpu=query_lens, seq_lens_cpu=seq_lens)
+            query_lens_cpu=query_lens, seq_lens_cpu=seq_lens, block_tables_cpu=tables)
 
     def _context(self, meta: AttentionMetadata, cos: torch.Tensor, sin: torch.Tensor) -> ForwardContext:
         return ForwardContext(meta, self.kv_cache, self.backend, cos, sin)
@@ -208,11 +211,13 @@ class ModelRunner:
             start += n
 
         pos_np = np.asarray(positions, dtype=np.int64)
-        hidden = self.graphs.run(ids, pos_np, query_lens, seq_lens, tables) if self.graphs else None
-        if hidden is None:          # not a decode-only step the graphs cover: run eagerly
-            meta = self.build_metadata(query_lens, seq_lens, tables, pos_np)
-            hidden = self._forward(ids, pos_np, meta, self.kv_cache)
         rows = sample_rows + prompt_rows
+        with self.threads.step(len(ids)) if self.threads else nullcontext():
+            hidden = self.graphs.run(ids, pos_np, query_lens, seq_lens, tables) if self.graphs else None
+            if hidden is None:          # not a decode-only step the graphs cover: run eagerly
+                meta = self.build_metadata(query_lens, seq_lens, tables, pos_np)
+                hidden = self._forward(ids, pos_np, meta, self.kv_cache)
+        # one big matmul ([rows, hidden] x [hidden, vocab]): always worth every thread
         logits = self.model.compute_logits(hidden[rows]) if rows else None
         ns = len(sample_rows)
         return StepOutput(

@@ -78,7 +78,7 @@ class Scheduler:
         need = self._blocks_for(num_tokens) - len(seq.blocks)
         if need <= 0:
             return True
-        blocks = self.pool.allocate(need)
+        blocks = self.pool.allocate(need, after=seq.blocks[-1] if seq.blocks else None)
         if blocks is None:
             return False
         seq.blocks.extend(blocks)
