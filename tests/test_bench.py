@@ -51,3 +51,29 @@ def test_bench_cli_end_to_end(tmp_path, capsys):
 def test_bench_bad_arguments_are_one_line_errors(capsys):
     assert main(["bench", "--shape", "GPT-5", "--no-hf", "--reps", "1"]) == 2
     assert "unknown shape" in capsys.readouterr().err
+
+
+def test_nbinfer_bench_magic_prints_the_table_and_shows_a_chart():
+    pytest.importorskip("IPython")
+    pytest.importorskip("matplotlib")
+    from IPython.core.displaypub import CapturingDisplayPublisher
+    from IPython.core.error import UsageError
+    from IPython.core.interactiveshell import InteractiveShell
+    from IPython.utils.capture import capture_output
+
+    shell = InteractiveShell.instance()
+    shell.run_line_magic("load_ext", "nbinfer")
+    with capture_output() as out:
+        saved, shell.display_pub = shell.display_pub, CapturingDisplayPublisher()
+        try:
+            shell.run_line_magic("nbinfer", "bench --shape tiny --workload mixed --num-prompts 2 --scale 0.05 "
+                                            "--reps 1 --max-num-seqs 4")
+            shown = shell.display_pub.outputs
+        finally:
+            shell.display_pub = saved
+    assert "| nbinfer" in out.stdout and "| hf-generate" in out.stdout
+    assert any("image/png" in o["data"] for o in shown)
+    with pytest.raises(UsageError, match="%nbinfer bench"):
+        shell.run_line_magic("nbinfer", "bench --workload nope")
+    with pytest.raises(UsageError, match="--reps must be >= 1"):
+        shell.run_line_magic("nbinfer", "bench --reps 0 --no-hf")
