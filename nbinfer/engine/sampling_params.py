@@ -68,8 +68,8 @@ class SamplingParams:
             bad("max_tokens", "must be >= 1")
         if integer("n") < 1:
             bad("n", "must be >= 1")
-        if self.seed is not None:
-            integer("seed")
+        if self.seed is not None and not -2**63 <= integer("seed") < 2**64:
+            bad("seed", "must fit in 64 bits")
         for name in ("logprobs", "prompt_logprobs"):
             if getattr(self, name) is not None and integer(name) < 0:
                 bad(name, "must be >= 0")
