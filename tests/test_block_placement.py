@@ -79,3 +79,15 @@ def test_decode_from_runs_equals_gathered(seed=0):
         ref = torch.einsum("hn,nhd->hd", w.softmax(-1), v)
         torch.testing.assert_close(views[i], ref)
     assert np.isfinite(views.numpy()).all()
+
+
+def test_radix_eviction_heap_stays_bounded_when_one_prefix_is_reused_many_times():
+    pool = BlockPool(64, 4)
+    tokens = list(range(12))                     # three full blocks
+    for _ in range(1000):
+        matched = pool.match_prefix(tokens, len(tokens))
+        blocks = matched + (pool.allocate(3 - len(matched)) or [])
+        pool.insert_full_blocks(tokens, blocks, 3, len(matched), None)
+        pool.release(blocks)
+    assert len(pool.cache._heap) <= 2 * len(pool.cache._by_block) + 64
+    assert pool.num_cached == 3 and pool.num_used == 0

@@ -96,6 +96,16 @@ class RadixCache:
 
     def _push(self, node: Node) -> None:
         heapq.heappush(self._heap, (node.last_access, next(self._tiebreak), node))
+        if len(self._heap) > 2 * len(self._by_block) + 64:
+            self._compact()
+
+    def _compact(self) -> None:
+        """Entries go stale (node touched, reused or evicted since) and are only dropped by evict(),
+        which runs only when the pool runs short: rebuild from the live candidates so the heap stays
+        O(tree) however many requests reuse the same cached prefix. Amortised O(1) per push."""
+        self._heap = [(n.last_access, next(self._tiebreak), n) for n in self._by_block.values()
+                      if not n.children and not self._ref(n.block)]
+        heapq.heapify(self._heap)
 
     def evict(self, n: int) -> list[int]:
         """Remove up to n unreferenced leaves, least recently used first; returns their blocks."""
