@@ -5,7 +5,7 @@ from typing import Sequence as Seq
 
 from .engine.config import EngineConfig
 from .engine.engine import Engine
-from .engine.handle import RequestHandle
+from .engine.handle import RequestHandle, cancel_all
 from .engine.outputs import RequestOutput
 from .engine.sampling_params import SamplingParams
 from .engine.stats import EngineStats
@@ -124,8 +124,7 @@ class LLM:
                 return outputs
             return [h.result() for h in handles]
         except BaseException:
-            for h in handles:
-                h.cancel()
+            cancel_all(handles)
             raise
 
     # -- engine -----------------------------------------------------------------------------------

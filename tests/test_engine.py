@@ -349,3 +349,94 @@ def test_default_sampling_params_come_from_generation_config(tmp_path, llama_dir
     with LLM(str(model), num_kv_blocks=16) as llm:
         p = llm.get_default_sampling_params()
     assert (p.temperature, p.top_p, p.top_k, p.repetition_penalty) == (0.6, 0.9, -1, 1.1)
+
+
+def test_any_64_bit_seed_works_with_n_and_a_bigger_one_is_a_value_error(shared_llm):
+    top = SamplingParams(temperature=1.0, seed=2**64 - 1, n=2, max_tokens=3)
+    assert [len(c.token_ids) for c in shared_llm.generate("The", top)[0].outputs] == [3, 3]
+    with pytest.raises(ValueError, match="seed"):
+        SamplingParams(seed=2**64)
+
+
+def test_logprobs_beyond_the_vocabulary_are_refused_at_submit(shared_llm):
+    vocab = shared_llm.engine.model_config.vocab_size
+    for field in ("logprobs", "prompt_logprobs"):
+        with pytest.raises(ValueError, match=field):
+            shared_llm.submit("The", SamplingParams(max_tokens=2, **{field: vocab + 1}))
+    assert shared_llm.generate("The", SamplingParams(max_tokens=2))[0].outputs[0].token_ids
+
+
+def test_a_request_the_engine_cannot_take_fails_alone(llama_dir):
+    with LLM(llama_dir, num_kv_blocks=32) as llm:
+        engine, real = llm.engine, llm.engine._new_seq
+
+        def refuse(req, index, ids):
+            if req.request_id == "bad":
+                raise RuntimeError("no generator for you")
+            return real(req, index, ids)
+
+        engine._new_seq = refuse
+        good = llm.submit("The quick", SamplingParams(max_tokens=30, ignore_eos=True))
+        bad = llm.submit("The quick", GREEDY, request_id="bad")
+        with pytest.raises(RuntimeError, match="no generator"):
+            bad.result(timeout=30)
+        assert len(good.result(timeout=30).outputs[0].token_ids) == 30
+        engine._new_seq = real
+        assert llm.submit("The", SamplingParams(max_tokens=2), request_id="bad").result(timeout=30)
+
+
+def test_cancel_all_aborts_many_requests_in_one_step(llama_dir):
+    from nbinfer.engine.handle import cancel_all
+    with LLM(llama_dir, num_kv_blocks=128, max_num_seqs=4) as llm:
+        handles = [llm.submit(LONG, SamplingParams(max_tokens=300, ignore_eos=True)) for _ in range(12)]
+        next(iter(handles[0]))                   # running
+        steps = llm.stats().steps_total
+        cancel_all(handles)
+        stats = llm.stats()
+    assert all(h.result().outputs[0].finish_reason == "abort" for h in handles)
+    assert stats.blocks_used == 0 and stats.num_running == stats.num_waiting == 0
+    assert stats.steps_total - steps <= 2         # not one step per handle
+
+
+def test_a_late_cancel_does_not_abort_a_newer_request_with_the_same_id(shared_llm):
+    old = shared_llm.submit("The", SamplingParams(max_tokens=2), request_id="same")
+    old.result()
+    new = shared_llm.submit(LONG, SamplingParams(max_tokens=40, ignore_eos=True), request_id="same")
+    shared_llm.engine._cancel([old])             # what a cancel racing old's completion delivers
+    assert new.result().outputs[0].finish_reason == "length"
+
+
+def test_reset_prefix_cache_keeps_the_snapshot_consistent_under_concurrent_stats(llama_dir):
+    with LLM(llama_dir, num_kv_blocks=256) as llm:
+        stop, errors = threading.Event(), []
+
+        def watch():
+            while not stop.is_set():
+                try:
+                    check_invariants(llm.stats())
+                except Exception as e:          # noqa: BLE001 -- what the test looks for
+                    errors.append(e)
+
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        for i in range(20):
+            llm.generate([f"{i} {LONG}", f"{LONG} {i}"], SamplingParams(max_tokens=4))
+            llm.reset_prefix_cache()
+        stop.set()
+        watcher.join()
+        assert llm.stats().blocks_cached == 0
+    assert not errors
+
+
+def test_stats_after_shutdown_and_concurrent_shutdowns(llama_dir):
+    llm = LLM(llama_dir, num_kv_blocks=16)
+    engine = llm.engine
+    threads = [threading.Thread(target=engine.shutdown) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    with pytest.raises(RuntimeError, match="shut down"):
+        engine.stats()
+    with pytest.raises(RuntimeError, match="shut down"):
+        engine.submit("The")

@@ -77,6 +77,8 @@ class Engine:
         # pass), so stats() from any thread sees a consistent, current picture at little cost.
         self._state_lock = threading.Lock()
         self._stopped = threading.Event()
+        self._shutdown_lock = threading.Lock()
+        self._closed = False                   # weights and KV freed (set under _state_lock)
         self._thread = threading.Thread(target=self._loop, name="nbinfer-engine", daemon=True)
         self._thread.start()
 
@@ -102,6 +104,9 @@ class Engine:
         bad_stop = [t for t in params.stop_token_ids if t >= vocab]
         if bad_stop:
             raise ValueError(f"SamplingParams.stop_token_ids has ids outside the vocabulary: {bad_stop}")
+        for name in ("logprobs", "prompt_logprobs"):
+            if (getattr(params, name) or 0) > vocab:
+                raise ValueError(f"SamplingParams.{name}={getattr(params, name)} exceeds the vocabulary size {vocab}")
         room = self.max_model_len - len(ids)
         max_tokens = room if params.max_tokens is None else min(params.max_tokens, room)
         rid = request_id or f"req-{next(self._ids)}"
@@ -113,6 +118,9 @@ class Engine:
         handle = RequestHandle(rid, params.n, self._cancel)
         req.sink = handle
         self._inbox.put(("add", req))
+        if self._stopped.is_set() and threading.current_thread() is not self._thread:
+            self._thread.join()         # shut down meanwhile: the engine's last drain may be over
+            self._refuse_leftovers()
         return handle
 
     def _tokenize(self, prompt) -> tuple[str | None, list[int]]:
@@ -129,9 +137,10 @@ class Engine:
             raise ValueError("a dict prompt needs 'prompt' (str) or 'prompt_token_ids' (list of int)")
         raise ValueError(f"prompt must be a str or a dict with 'prompt_token_ids', got {type(prompt).__name__}")
 
-    def _cancel(self, request_id: str) -> None:
+    def _cancel(self, handles: list[RequestHandle]) -> None:
+        """Abort these requests in one message; waits until their blocks are free."""
         done = threading.Event()
-        self._inbox.put(("abort", request_id, done))
+        self._inbox.put(("abort", handles, done))
         if threading.current_thread() is not self._thread:
             while not done.wait(0.05) and self._thread.is_alive():
                 pass
@@ -141,6 +150,9 @@ class Engine:
         box: dict = {}
         done = threading.Event()
         self._inbox.put(("call", fn, box, done))
+        if self._stopped.is_set() and threading.current_thread() is not self._thread:
+            self._thread.join()
+            self._refuse_leftovers()
         if not done.wait(timeout):
             raise TimeoutError("the engine thread did not answer")
         if "error" in box:
@@ -150,19 +162,28 @@ class Engine:
     def stats(self) -> EngineStats:
         prefill, decode = self._meter.rates()
         with self._state_lock:
+            if self._closed:
+                raise RuntimeError("the engine has been shut down")
             return self._snapshot(prefill, decode)
 
     def shutdown(self) -> None:
-        if self._stopped.is_set():
-            return
-        self._stopped.set()
-        self._inbox.put(("stop",))
-        self._thread.join(timeout=60)
-        self.runner.close()
-        del self.runner
-        gc.collect()
-        if self.device.type == "cuda":
-            torch.cuda.empty_cache()
+        with self._shutdown_lock:           # two threads shutting down: the second waits, then returns
+            if self._stopped.is_set():
+                return
+            self._stopped.set()
+            self._inbox.put(("stop",))
+            self._thread.join(timeout=60)
+            if self._thread.is_alive():     # a step still on the device: freeing under it would crash it
+                log.warning("the engine thread did not stop within 60 s; weights and KV stay allocated until "
+                            "this engine is garbage-collected")
+                return
+            with self._state_lock:
+                self._closed = True
+            self.runner.close()
+            del self.runner
+            gc.collect()
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
 
     # =============================================================================================
     # engine thread
@@ -178,16 +199,21 @@ class Engine:
                 log.exception("engine step failed")
                 with self._state_lock:
                     self._fail_all(e)
-        closed = RuntimeError("the engine was shut down")
         with self._state_lock:
-            self._fail_all(closed)
-        while True:     # messages that arrived after the stop: nobody may wait on them forever
+            self._fail_all(RuntimeError("the engine was shut down"))
+        self._refuse_leftovers()
+
+    def _refuse_leftovers(self) -> None:
+        """Messages that arrived after the stop: nobody may wait on them forever."""
+        closed = RuntimeError("the engine was shut down")
+        while True:
             try:
                 msg = self._inbox.get_nowait()
             except queue.Empty:
-                break
+                return
             if msg[0] == "add":
-                self._live_ids.discard(msg[1].request_id)
+                with self._state_lock:
+                    self._live_ids.discard(msg[1].request_id)
                 msg[1].sink._fail(closed)
             elif msg[0] == "abort":
                 msg[2].set()
@@ -207,14 +233,19 @@ class Engine:
                 return False
             if kind == "add":
                 with self._state_lock:
-                    self._add(msg[1])
+                    try:
+                        self._add(msg[1])
+                    except Exception as e:      # this request's fault or not, only it fails
+                        self._reject(msg[1], e)
             elif kind == "abort":
                 with self._state_lock:
-                    self._abort(msg[1])
+                    for handle in msg[1]:
+                        self._abort(handle)
                 msg[2].set()
             elif kind == "call":
                 try:
-                    msg[2]["value"] = msg[1]()
+                    with self._state_lock:      # fn may change pool state that stats() reads
+                        msg[2]["value"] = msg[1]()
                 except Exception as e:
                     msg[2]["error"] = e
                 msg[3].set()
@@ -222,6 +253,13 @@ class Engine:
                 msg = self._inbox.get_nowait()
             except queue.Empty:
                 return True
+
+    def _reject(self, req: Request, error: BaseException) -> None:
+        for seq in req.seqs:
+            self.scheduler.remove(seq)
+        self.requests.pop(req.request_id, None)
+        self._live_ids.discard(req.request_id)
+        req.sink._fail(error)
 
     def _add(self, req: Request) -> None:
         seq = self._new_seq(req, 0, list(req.prompt_token_ids))
@@ -235,7 +273,7 @@ class Engine:
         seq.detok = IncrementalDetokenizer(self.tokenizer, req.prompt_token_ids, req.params.skip_special_tokens)
         if req.params.seed is not None:
             seq.generator = torch.Generator(device=self.device)
-            seq.generator.manual_seed(req.params.seed + index)
+            seq.generator.manual_seed((req.params.seed + index) % 2**64)   # n > 1: seed, seed+1, ...
         return seq
 
     # -- one step ---------------------------------------------------------------------------------
@@ -247,9 +285,8 @@ class Engine:
             return
         out = self.runner.run(batch)
         with self._state_lock:
-            finished = self._postprocess(batch, out, started)
-        for req in finished:
-            self._complete(req)
+            for req in self._postprocess(batch, out, started):
+                self._complete(req)
 
     def _postprocess(self, batch: Batch, out, started: float) -> list[Request]:
         prefill = decode = 0
@@ -285,8 +322,6 @@ class Engine:
         self._totals["steps"] += 1
         self._totals["peak_running"] = max(self._totals["peak_running"], len(self.scheduler.running))
         self._meter.record(started, prefill, decode)
-        for req in finished:
-            self.requests.pop(req.request_id, None)
         return finished
 
     def _publish_blocks(self, seq: Sequence) -> None:
@@ -335,11 +370,16 @@ class Engine:
             targets = req.prompt_token_ids[span.first_pos + 1:span.first_pos + 1 + n]
             chosen, ranks, top_ids, top_lps = prompt_logprobs(rows, targets, k)
             for j in range(n):
-                entry = {targets[j]: Logprob(chosen[j], ranks[j], self._token_text(targets[j]))}
-                for r, (tid, lp) in enumerate(zip(top_ids[j], top_lps[j])):
-                    entry.setdefault(tid, Logprob(lp, r + 1, self._token_text(tid)))
-                req.prompt_logprobs[span.first_pos + 1 + j] = entry
+                req.prompt_logprobs[span.first_pos + 1 + j] = self._logprob_entry(
+                    targets[j], chosen[j], ranks[j], top_ids[j], top_lps[j])
             req.prompt_logprobs_done = span.first_pos + 1 + n
+
+    def _logprob_entry(self, token: int, logprob: float, rank: int, top_ids, top_logprobs) -> dict:
+        """vLLM's {token_id: Logprob}: the chosen token, then the top-k (rank 1 = most likely)."""
+        entry = {token: Logprob(logprob, rank, self._token_text(token))}
+        for r, (tid, lp) in enumerate(zip(top_ids, top_logprobs)):
+            entry.setdefault(tid, Logprob(lp, r + 1, self._token_text(tid)))
+        return entry
 
     def _token_text(self, tid: int) -> str:
         return self.tokenizer.decode([tid])
@@ -352,11 +392,8 @@ class Engine:
         if req.metrics.first_token_time is None:
             req.metrics.first_token_time = time.monotonic()
         if seq.logprobs is not None:
-            entry = {tok: Logprob(result.logprobs[i], result.ranks[i], self._token_text(tok))}
-            if result.top_ids is not None:
-                for r, (tid, lp) in enumerate(zip(result.top_ids[i], result.top_logprobs[i])):
-                    entry.setdefault(tid, Logprob(lp, r + 1, self._token_text(tid)))
-            seq.logprobs.append(entry)
+            top = (result.top_ids[i], result.top_logprobs[i]) if result.top_ids is not None else ((), ())
+            seq.logprobs.append(self._logprob_entry(tok, result.logprobs[i], result.ranks[i], *top))
             seq.cumulative_logprob += result.logprobs[i]
         if seq.constraint is not None:
             seq.constraint.accept(tok)
@@ -394,7 +431,8 @@ class Engine:
             seq.sent = end
 
     def _complete(self, req: Request) -> None:
-        """Hand the final output over (after the state change is visible to stats())."""
+        """Hand the final output over (called under the state lock, so stats() never shows a finished
+        request's blocks as still used once its caller has the result)."""
         self.requests.pop(req.request_id, None)
         self._live_ids.discard(req.request_id)
         req.metrics.finished_time = time.monotonic()
@@ -409,9 +447,9 @@ class Engine:
         return RequestOutput(req.request_id, req.prompt, req.prompt_token_ids, req.prompt_logprobs, outs,
                              finished=True, metrics=req.metrics)
 
-    def _abort(self, request_id: str) -> None:
-        req = self.requests.get(request_id)
-        if req is None:
+    def _abort(self, handle: RequestHandle) -> None:
+        req = self.requests.get(handle.request_id)
+        if req is None or req.sink is not handle:     # finished, or its id reused by a newer request
             return
         for seq in req.seqs:
             if not seq.finished:

@@ -11,7 +11,7 @@ _POLL_S = 0.05   # waits wake up this often so Ctrl-C (KeyboardInterrupt) lands 
 
 
 class RequestHandle:
-    def __init__(self, request_id: str, n: int, canceller: Callable[[str], None]):
+    def __init__(self, request_id: str, n: int, canceller: Callable[[list["RequestHandle"]], None]):
         self.request_id = request_id
         self.n = n
         self._cancel = canceller
@@ -72,9 +72,19 @@ class RequestHandle:
     def cancel(self) -> None:
         """Abort the request: it finishes with finish_reason 'abort' and its blocks are freed
         before this returns."""
-        if not self._done.is_set():
-            self._cancel(self.request_id)
+        cancel_all([self])
 
     def __repr__(self) -> str:
         state = "done" if self.done() else "running"
         return f"RequestHandle({self.request_id!r}, {state})"
+
+
+def cancel_all(handles) -> None:
+    """Cancel many requests in one engine step (not one step each): all aborts are queued before
+    waiting. Finished handles are skipped; blocks are freed before this returns."""
+    by_engine: dict[Callable, list[RequestHandle]] = {}
+    for h in handles:
+        if not h.done():
+            by_engine.setdefault(h._cancel, []).append(h)
+    for canceller, group in by_engine.items():
+        canceller(group)
