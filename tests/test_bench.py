@@ -77,3 +77,11 @@ def test_nbinfer_bench_magic_prints_the_table_and_shows_a_chart():
         shell.run_line_magic("nbinfer", "bench --workload nope")
     with pytest.raises(UsageError, match="--reps must be >= 1"):
         shell.run_line_magic("nbinfer", "bench --reps 0 --no-hf")
+
+
+def test_cli_help_lists_every_command(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert all(cmd in out for cmd in ("demo", "bench", "install-kernel"))
