@@ -34,6 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from nbinfer import LLM, SamplingParams
+    from nbinfer.engine.handle import cancel_all
 
     style = _Style(sys.stdout.isatty())
     # bad flags fail before the model loads
@@ -60,8 +61,7 @@ def run(args: argparse.Namespace) -> int:
                     print(delta, end="", flush=True)
                 print()
         except KeyboardInterrupt:
-            for h in handles:
-                h.cancel()
+            cancel_all(handles)         # one engine step for the whole batch
             print("\ninterrupted")
             return 130
         outputs = [h.result() for h in handles]

@@ -333,6 +333,27 @@ def test_generate_bad_flags(ip, loaded, line, body, expected):
     assert stats.num_running == 0 and stats.num_waiting == 0     # nothing was left running
 
 
+def test_interrupt_between_submits_cancels_what_was_submitted(ip, loaded, monkeypatch):
+    """Ctrl-C after the 1st of 3 prompts was submitted: nothing is attached to that request yet, so
+    the magic itself must abort it (and free its blocks) before the interrupt propagates."""
+    submitted = []
+    real_submit = loaded.submit
+
+    def submit(*args, **kwargs):
+        if submitted:
+            raise KeyboardInterrupt
+        submitted.append(real_submit(*args, **kwargs))
+        return submitted[-1]
+
+    monkeypatch.setattr(loaded, "submit", submit)
+    with pytest.raises(KeyboardInterrupt):
+        gen(ip, "--max-tokens 2000", "Once upon a time\n---\nThe quick brown fox\n---\nA paged KV cache")
+    assert len(submitted) == 1 and submitted[0].done()
+    assert submitted[0].result().outputs[0].finish_reason == "abort"
+    s = loaded.stats()
+    assert s.blocks_used == 0 and s.num_running == 0 and s.num_waiting == 0
+
+
 def test_no_stream_displays_once(ip, loaded, monkeypatch):
     pub = CapturingDisplayPublisher()
     monkeypatch.setattr(ip, "display_pub", pub)

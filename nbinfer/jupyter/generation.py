@@ -11,6 +11,7 @@ import html
 import threading
 import time
 
+from ..engine.handle import cancel_all
 from .threads import start_in_cell
 
 REFRESH_S = 0.1          # display updates are throttled to 10 Hz: each one is a full iopub message...
@@ -97,8 +98,7 @@ class Generation:
 
     def cancel(self) -> None:
         """Abort every request still running; their KV blocks are freed before this returns."""
-        for h in self._handles:
-            h.cancel()
+        cancel_all(self._handles)      # one engine step for the whole batch, not one per request
         self.wait()
 
     @property

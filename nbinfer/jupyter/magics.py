@@ -1,53 +1,22 @@
 """%nbinfer (line magic) and %%generate (cell magic)."""
 from __future__ import annotations
 
-import argparse
-
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 
+from ..engine.handle import cancel_all
 from . import commands, engine_commands  # noqa: F401  (engine_commands registers the built-ins)
+from .argtypes import float_in, identifier, int_min
 from .commands import split_line
 from . import session
 from .generation import Generation, run_background, run_foreground
 from .prompts import interpolate, split_prompts
 
 
-def _float_in(name: str, lo: float, hi: float | None = None):
-    def parse(text: str) -> float:
-        try:
-            v = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if v < lo or (hi is not None and v > hi):
-            bound = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
-            raise argparse.ArgumentTypeError(f"{name} must be {bound}, got {text!r}")
-        return v
-    return parse
-
-
-def _int_min(name: str, lo: int):
-    def parse(text: str) -> int:
-        try:
-            v = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if v < lo:
-            raise argparse.ArgumentTypeError(f"{name} must be >= {lo}, got {text!r}")
-        return v
-    return parse
-
-
 def _stop_string(text: str) -> str:
     # `--stop "\n"` means a newline: the shell-style split keeps the backslash
     return text.replace("\\n", "\n").replace("\\t", "\t")
-
-
-def _identifier(text: str) -> str:
-    if not text.isidentifier():
-        raise argparse.ArgumentTypeError(f"{text!r} is not a valid Python variable name")
-    return text
 
 
 @magics_class
@@ -59,21 +28,21 @@ class NbinferMagics(Magics):
         return commands.dispatch(line, self.shell)
 
     @magic_arguments(name="%generate")       # IPython prefixes one more "%": the help reads %%generate
-    @argument("--max-tokens", type=_int_min("--max-tokens", 1), default=128, metavar="N",
+    @argument("--max-tokens", type=int_min(1, "--max-tokens"), default=128, metavar="N",
               help="tokens to generate per completion (default 128)")
-    @argument("--temperature", type=_float_in("--temperature", 0.0), default=None, metavar="T",
+    @argument("--temperature", type=float_in(0.0, name="--temperature"), default=None, metavar="T",
               help="0 = greedy (default: the model's generation_config.json, else 1.0)")
-    @argument("--top-p", type=_float_in("--top-p", 0.0, 1.0), default=None, metavar="P",
+    @argument("--top-p", type=float_in(0.0, 1.0, "--top-p"), default=None, metavar="P",
               help="nucleus sampling (default: generation_config.json, else 1.0)")
-    @argument("--top-k", type=_int_min("--top-k", -1), default=None, metavar="K",
+    @argument("--top-k", type=int_min(-1, "--top-k"), default=None, metavar="K",
               help="-1 = off (default: generation_config.json, else -1)")
     @argument("--seed", type=int, default=None, metavar="S", help="per-request sampling seed")
     @argument("--stop", type=_stop_string, action="append", default=None, metavar="S",
               help="stop string (repeatable; \\n and \\t are escapes)")
-    @argument("-n", type=_int_min("-n", 1), default=1, metavar="N", help="completions per prompt")
+    @argument("-n", type=int_min(1, "-n"), default=1, metavar="N", help="completions per prompt")
     @argument("--chat", action="store_true", help="send each prompt as a user message via the chat template")
     @argument("--system", default=None, metavar="TEXT", help="system message (implies --chat)")
-    @argument("--out", type=_identifier, default=None, metavar="VAR",
+    @argument("--out", type=identifier, default=None, metavar="VAR",
               help="bind the result (.text, .texts, .outputs) to this notebook variable")
     @argument("--no-stream", action="store_true", help="show the result once it is complete")
     @argument("--background", action="store_true",
@@ -125,11 +94,14 @@ class NbinferMagics(Magics):
         try:
             for i, payload in enumerate(payloads):
                 handles.append(llm.submit(payload, params))
-        except (ValueError, TypeError) as e:
-            for h in handles:
-                h.cancel()
-            where = f"prompt {i + 1}: " if len(payloads) > 1 else ""
-            raise UsageError(f"%%generate: {where}{e}") from None
+        except BaseException as e:
+            # a bad prompt or Ctrl-C between submits: nothing is attached to the ones already
+            # submitted yet, so abort them here or they run on unseen, holding KV blocks
+            cancel_all(handles)
+            if isinstance(e, (ValueError, TypeError)):
+                where = f"prompt {i + 1}: " if len(payloads) > 1 else ""
+                raise UsageError(f"%%generate: {where}{e}") from None
+            raise
         generation._attach(handles)
         if args.out:
             self.shell.user_ns[args.out] = generation

@@ -15,38 +15,14 @@ import sys
 
 from IPython.core.error import UsageError
 
+from .argtypes import float_in, identifier, int_min
+
 USAGE = "%%sgl [--out VAR] [--show-ir] [--temperature T] [--max-tokens N] [--arg NAME=VALUE]..."
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):       # one line, no usage dump, no SystemExit
         raise UsageError(f"%%sgl: {message}; usage: {USAGE}")
-
-
-def _identifier(text: str) -> str:
-    if not text.isidentifier():
-        raise argparse.ArgumentTypeError(f"{text!r} is not a valid Python variable name")
-    return text
-
-
-def _temperature(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
-    return v
-
-
-def _max_tokens(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text!r}")
-    return v
 
 
 def _program_arg(text: str) -> tuple[str, object]:
@@ -61,10 +37,10 @@ def _program_arg(text: str) -> tuple[str, object]:
 
 def _parser() -> _Parser:
     p = _Parser(prog="%%sgl", add_help=False, allow_abbrev=False)
-    p.add_argument("--out", type=_identifier, metavar="VAR")
+    p.add_argument("--out", type=identifier, metavar="VAR")
     p.add_argument("--show-ir", action="store_true")
-    p.add_argument("--temperature", type=_temperature, metavar="T")
-    p.add_argument("--max-tokens", type=_max_tokens, metavar="N")
+    p.add_argument("--temperature", type=float_in(0), metavar="T")
+    p.add_argument("--max-tokens", type=int_min(1), metavar="N")
     p.add_argument("--arg", type=_program_arg, action="append", default=[], metavar="NAME=VALUE")
     return p
 

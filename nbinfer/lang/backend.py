@@ -11,6 +11,7 @@ import weakref
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
+from ..engine.handle import cancel_all
 from .chat_template import ChatTemplate
 from .context import ProgramRun
 from .sampling import GenRequest
@@ -45,20 +46,6 @@ class Backend(ABC):
     def unconditional_logprobs(self, token_ids: list[list[int]], run: ProgramRun) -> list[list[TokenLogprob]]:
         """Log-probs of each token sequence on its own (the first token has none: 0)."""
         raise NotImplementedError(f"{type(self).__name__} cannot score text without a prefix")
-
-    def _prompt_logprobs(self, jobs: list, run: ProgramRun) -> list:
-        """Submit every (token ids, params) before waiting on any -- one batch for the scheduler --
-        and return their outputs; on any error (or Ctrl-C) all of them are aborted."""
-        handles = []
-        try:
-            for ids, params in jobs:
-                handles.append(self._submit({"prompt_token_ids": ids}, params, run))
-            return [self._finish(h, token, run) for h, token in handles]
-        except BaseException:
-            for h, token in handles:
-                h.cancel()
-                run.untrack(token)
-            raise
 
     def cache_prefix(self, prefix: str, run: ProgramRun) -> None:
         """Compute `prefix` once so that the forks about to share it find it cached."""
@@ -145,7 +132,7 @@ class EngineBackend(Backend):
     def _submit(self, prompt, params, run: ProgramRun):
         run.check()
         handle = self.llm.submit(prompt, params, program_id=run.program_id)
-        return handle, run.track(handle.cancel)
+        return handle, run.track(handle)
 
     def _finish(self, handle, token: int, run: ProgramRun):
         """The handle's output, recorded in the program's stats."""
@@ -233,8 +220,8 @@ class EngineBackend(Backend):
                 handles.append(self._submit({"prompt_token_ids": ids}, params, run))
             return [self._finish(h, token, run) for h, token in handles]
         except BaseException:
-            for h, token in handles:
-                h.cancel()
+            cancel_all([h for h, _ in handles])     # one engine step for all of them
+            for _, token in handles:
                 run.untrack(token)
             raise
 

@@ -6,6 +6,7 @@ import itertools
 import threading
 from dataclasses import dataclass, field
 
+from ..engine.handle import cancel_all
 from .errors import ProgramCancelled
 from .sampling import RunDefaults
 
@@ -46,32 +47,39 @@ class ProgramRun:
         self.stats = ProgramStats()
         self.cancelled = threading.Event()
         self._lock = threading.Lock()
-        self._cancellers: dict[int, object] = {}
+        self._handles: dict[int, object] = {}     # in-flight RequestHandles, by track() token
         self._tokens = itertools.count()
         self.forks: list = []               # fork executors, ended when the program ends
 
-    def track(self, cancel) -> int:
-        """Remember how to cancel an in-flight request; returns a token for untrack()."""
+    def track(self, handle) -> int:
+        """Remember an in-flight request so cancel() can abort it; returns a token for untrack()."""
         with self._lock:
             token = next(self._tokens)
-            self._cancellers[token] = cancel
+            self._handles[token] = handle
         if self.cancelled.is_set():
-            cancel()
+            handle.cancel()
         return token
 
     def untrack(self, token: int) -> None:
         with self._lock:
-            self._cancellers.pop(token, None)
+            self._handles.pop(token, None)
 
     def cancel(self) -> None:
         """Stop the program: its in-flight requests are aborted (their KV blocks freed) and its
         state and forks raise ProgramCancelled at their next step."""
-        self.cancelled.set()
-        with self._lock:
-            cancellers = list(self._cancellers.values())
-        for cancel in cancellers:
-            cancel()
+        cancel_runs([self])
 
     def check(self) -> None:
         if self.cancelled.is_set():
             raise ProgramCancelled(f"program {self.program_id} was cancelled")
+
+
+def cancel_runs(runs) -> None:
+    """ProgramRun.cancel for many runs at once: every in-flight request of all of them is aborted
+    in one engine step (a Ctrl-C'd batch of programs returns promptly, not after one step each)."""
+    handles = []
+    for run in runs:
+        run.cancelled.set()         # first, so a request submitted meanwhile is cancelled by track()
+        with run._lock:
+            handles += run._handles.values()
+    cancel_all(handles)

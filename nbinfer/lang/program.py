@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 from . import interpreter
 from .compiler import compile_function
-from .context import ProgramRun
+from .context import ProgramRun, cancel_runs
 from .errors import ProgramCancelled, SglError
 from .executor import StateExecutor
 from .ir import IRListing, Program
@@ -216,8 +216,7 @@ def _run_all(fn: SglFunction, jobs: list, num_threads: int, progress_bar: bool) 
     except BaseException:
         for f in futures:
             f.cancel()
-        for state, _ in jobs:
-            state._run.cancel()
+        cancel_runs([state._run for state, _ in jobs])     # one engine step for the whole batch
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
