@@ -208,6 +208,13 @@ def _target(code: Code | None) -> str:
 
 def _list_block(body: list[Instr], depth: int, out: list[str]) -> None:
     pad = "  " * depth
+
+    def clause(header: str, block: list[Instr]) -> None:
+        """An unnumbered else/finally line (the listing keeps no line for it) and its block."""
+        if block:
+            out.append(f"{'':5} {pad}{header}")
+            _list_block(block, depth + 1, out)
+
     for ins in body:
         row = lambda text, line=ins.line: out.append(f"{line:5d} {pad}{text}")   # noqa: E731
         if isinstance(ins, AppendText):
@@ -236,21 +243,15 @@ def _list_block(body: list[Instr], depth: int, out: list[str]) -> None:
             for i, b in enumerate(ins.branches):
                 out.append(f"{b.line:5d} {pad}{'if' if i == 0 else 'elif':<8} {b.cond}")
                 _list_block(b.body, depth + 1, out)
-            if ins.orelse:
-                out.append(f"{'':5} {pad}else")
-                _list_block(ins.orelse, depth + 1, out)
+            clause("else", ins.orelse)
         elif isinstance(ins, For):
             row(f"for      {ins.target} in {ins.iter}")
             _list_block(ins.body, depth + 1, out)
-            if ins.orelse:
-                out.append(f"{'':5} {pad}else")
-                _list_block(ins.orelse, depth + 1, out)
+            clause("else", ins.orelse)
         elif isinstance(ins, While):
             row(f"while    {ins.cond}")
             _list_block(ins.body, depth + 1, out)
-            if ins.orelse:
-                out.append(f"{'':5} {pad}else")
-                _list_block(ins.orelse, depth + 1, out)
+            clause("else", ins.orelse)
         elif isinstance(ins, Break):
             row("break")
         elif isinstance(ins, Continue):
@@ -264,12 +265,8 @@ def _list_block(body: list[Instr], depth: int, out: list[str]) -> None:
                 what = f" {h.type}" if h.type else ""
                 out.append(f"{h.line:5d} {pad}except{what}{' as ' + h.name if h.name else ''}")
                 _list_block(h.body, depth + 1, out)
-            if ins.orelse:
-                out.append(f"{'':5} {pad}else")
-                _list_block(ins.orelse, depth + 1, out)
-            if ins.finalbody:
-                out.append(f"{'':5} {pad}finally")
-                _list_block(ins.finalbody, depth + 1, out)
+            clause("else", ins.orelse)
+            clause("finally", ins.finalbody)
         elif isinstance(ins, With):
             row(f"with     {ins.manager}")
             _list_block(ins.body, depth + 1, out)
