@@ -418,11 +418,15 @@ def test_background_returns_at_once_and_finishes(ip, loaded, monkeypatch):
     assert _plain(bg.text) in _plain(pub.outputs[-1]["data"]["text/plain"])
 
 
-def test_background_cancel_frees_blocks(ip, loaded):
+def test_background_cancel_frees_blocks(ip, loaded, monkeypatch):
+    pub = CapturingDisplayPublisher()     # the background repaint lands here, not on the terminal
+    monkeypatch.setattr(ip, "display_pub", pub)
     gen(ip, "--background --max-tokens 400 --out bg", "Once upon a time\n---\nA paged KV cache")
     bg = ip.user_ns["bg"]
     bg.cancel()
     assert bg.done
+    time.sleep(0.3)                       # the last repaint, before monkeypatch restores display_pub
+    assert "finished: abort" in pub.outputs[-1]["data"]["text/plain"]
     assert {c.finish_reason for o in bg.outputs for c in o.outputs} <= {"abort", "stop", "length"}
     s = loaded.stats()
     assert s.blocks_used == 0 and s.num_running == 0 and not s.requests
