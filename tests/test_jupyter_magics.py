@@ -432,12 +432,17 @@ def test_background_cancel_frees_blocks(ip, loaded, monkeypatch):
     assert s.blocks_used == 0 and s.num_running == 0 and not s.requests
 
 
-def test_unload_during_background_generation_reports_it(ip, loaded, llama_dir):
+def test_unload_during_background_generation_reports_it(ip, loaded, llama_dir, monkeypatch):
+    pub = CapturingDisplayPublisher()
+    monkeypatch.setattr(ip, "display_pub", pub)
     gen(ip, "--background --max-tokens 500 --out bg", "Once upon a time")
     bg = ip.user_ns["bg"]
     session.unload_llm()
     bg.wait(timeout=30)
     assert bg.done and (bg.error is None or "shut down" in bg.error)
+    time.sleep(0.3)                       # the last repaint says so too
+    if bg.error is not None:
+        assert "shut down" in pub.outputs[-1]["data"]["text/plain"]
 
 
 def test_stop_button_cancels_frees_and_engine_keeps_running(ip, loaded):
