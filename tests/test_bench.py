@@ -85,3 +85,14 @@ def test_cli_help_lists_every_command(capsys):
     assert exit_.value.code == 0
     out = capsys.readouterr().out
     assert all(cmd in out for cmd in ("demo", "bench", "install-kernel"))
+
+
+def test_the_wheel_lists_every_package():
+    """pyproject.toml names its packages explicitly (kernels/ ships as nbinfer.kernels), so a new
+    subpackage must be added there or a non-editable install lacks it."""
+    import tomllib
+    from pathlib import Path
+    root = Path(__file__).resolve().parent.parent
+    listed = set(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(root).parts) for p in (root / "nbinfer").rglob("__init__.py")}
+    assert found | {"nbinfer.kernels"} <= listed
