@@ -117,11 +117,16 @@ class Engine:
         req = Request(rid, text, ids, params, max_tokens, time.monotonic(), program_id=program_id)
         handle = RequestHandle(rid, params.n, self._cancel)
         req.sink = handle
-        self._inbox.put(("add", req))
-        if self._stopped.is_set() and threading.current_thread() is not self._thread:
-            self._thread.join()         # shut down meanwhile: the engine's last drain may be over
-            self._refuse_leftovers()
+        self._post(("add", req))
         return handle
+
+    def _post(self, msg: tuple) -> None:
+        """Queue a message for the engine thread. If the engine shut down meanwhile, its last drain
+        may already be over: wait for the thread to end and refuse the message here."""
+        self._inbox.put(msg)
+        if self._stopped.is_set() and threading.current_thread() is not self._thread:
+            self._thread.join()
+            self._refuse_leftovers()
 
     def _tokenize(self, prompt) -> tuple[str | None, list[int]]:
         if isinstance(prompt, str):
@@ -149,10 +154,7 @@ class Engine:
         """Run fn() on the engine thread between steps and return its result."""
         box: dict = {}
         done = threading.Event()
-        self._inbox.put(("call", fn, box, done))
-        if self._stopped.is_set() and threading.current_thread() is not self._thread:
-            self._thread.join()
-            self._refuse_leftovers()
+        self._post(("call", fn, box, done))
         if not done.wait(timeout):
             raise TimeoutError("the engine thread did not answer")
         if "error" in box:
@@ -255,8 +257,10 @@ class Engine:
                 return True
 
     def _reject(self, req: Request, error: BaseException) -> None:
+        """Fail one request: its unfinished sequences leave the scheduler, their blocks go back."""
         for seq in req.seqs:
-            self.scheduler.remove(seq)
+            if not seq.finished:
+                self.scheduler.remove(seq)
         self.requests.pop(req.request_id, None)
         self._live_ids.discard(req.request_id)
         req.sink._fail(error)
@@ -460,12 +464,7 @@ class Engine:
 
     def _fail_all(self, error: BaseException) -> None:
         for req in list(self.requests.values()):
-            for seq in req.seqs:
-                if not seq.finished:
-                    self.scheduler.remove(seq)
-            self.requests.pop(req.request_id, None)
-            self._live_ids.discard(req.request_id)
-            req.sink._fail(error)
+            self._reject(req, error)
 
     # -- stats ------------------------------------------------------------------------------------
     def _snapshot(self, prefill_rate: float, decode_rate: float) -> EngineStats:
