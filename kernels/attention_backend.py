@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import torch
 
+from nbinfer.engine.attention import NHDLayout
+
 from . import decode_attention
 from ._common import interpreted
 from .decode_attention import num_kv_splits, paged_decode_attention
@@ -20,7 +22,7 @@ from .kv_write import kv_write
 _CPU_SM_COUNT = 4     # the interpreter has no SMs; a small number still exercises split-KV in tests
 
 
-class TritonAttention:
+class TritonAttention(NHDLayout):
     name = "triton"
 
     def __init__(self, device: torch.device | None = None):

@@ -70,10 +70,32 @@ def gather_kv(cache: torch.Tensor, block_table: torch.Tensor, length: int) -> to
     return cache[block_table[:nblocks]].flatten(0, 1)[:length]
 
 
-class TorchAttention:
+class NHDLayout:
+    """The cache layout of the torch and Triton backends: per layer, K and V each
+    [num_blocks, block_size, num_kv_heads, head_dim] (token-major, as vLLM's). A backend owns its
+    layout: the model runner allocates, slices and copies the cache only through these methods."""
+
+    wants_contiguous_blocks = False     # True: the block pool should place a sequence's blocks in runs
+
+    @staticmethod
+    def cache_shape(num_layers: int, num_blocks: int, block_size: int, num_kv_heads: int,
+                    head_dim: int) -> tuple[int, ...]:
+        return (num_layers, 2, num_blocks, block_size, num_kv_heads, head_dim)
+
+    @staticmethod
+    def layer_kv(kv_cache: torch.Tensor, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return kv_cache[layer, 0], kv_cache[layer, 1]
+
+    @staticmethod
+    def copy_blocks(kv_cache: torch.Tensor, src: torch.Tensor, dst: torch.Tensor) -> None:
+        kv_cache[:, :, dst] = kv_cache[:, :, src]
+
+
+class TorchAttention(NHDLayout):
     """Reference backend: SDPA over gathered KV. Decodes are batched, prefills run one by one."""
 
     name = "torch"
+    wants_contiguous_blocks = True      # decode reads a context's runs of consecutive blocks as views
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, k_cache: torch.Tensor,
                 v_cache: torch.Tensor, meta: AttentionMetadata, scale: float) -> torch.Tensor:
@@ -173,16 +195,21 @@ def _causal_sdpa(q, k, v, scale):
     return o.transpose(0, 1)
 
 
-def make_backend(name: str, device: torch.device):
-    """'auto' picks triton on CUDA, torch elsewhere."""
+def make_backend(name: str, device: torch.device, block_size: int):
+    """'auto' picks triton on CUDA, cpu elsewhere."""
     if name == "auto":
-        name = "triton" if device.type == "cuda" else "torch"
+        name = "triton" if device.type == "cuda" else "cpu"
     if name == "torch":
         return TorchAttention()
+    if name == "cpu":
+        if device.type != "cpu":
+            raise ValueError(f"attention_backend='cpu' needs the CPU, but the engine runs on {device}")
+        from .cpu_attention import CpuAttention
+        return CpuAttention(block_size)
     if name == "triton":
         try:
             from nbinfer.kernels.attention_backend import TritonAttention
         except ImportError as e:
             raise ValueError(f"attention_backend='triton' needs the triton package ({e})") from e
         return TritonAttention(device)
-    raise ValueError(f"attention_backend must be 'auto', 'torch' or 'triton', got {name!r}")
+    raise ValueError(f"attention_backend must be 'auto', 'cpu', 'torch' or 'triton', got {name!r}")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-ATTENTION_BACKENDS = ("auto", "torch", "triton")
+ATTENTION_BACKENDS = ("auto", "cpu", "torch", "triton")
 
 
 @dataclass(frozen=True)
@@ -19,7 +19,7 @@ class EngineConfig:
     max_num_batched_tokens: int | None = None  # token budget per step; None = 8192 on CUDA, 2048 on CPU
     max_model_len: int | None = None     # None = the model's max_position_embeddings (capped to the KV pool)
     enable_prefix_caching: bool = True
-    attention_backend: str = "auto"      # auto: triton on CUDA, torch on CPU
+    attention_backend: str = "auto"      # auto: triton on CUDA, cpu on CPU; torch: the reference
     tensor_parallel_size: int = 1
     seed: int = 0
     enforce_eager: bool = False          # True: no CUDA graphs

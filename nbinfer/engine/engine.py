@@ -61,9 +61,9 @@ class Engine:
                                  "or give the cache more memory (num_kv_blocks, gpu_memory_utilization)")
             wanted_len = capacity      # so any single request always fits: no request can hang
         self.max_model_len = wanted_len
-        # the torch backend reads a sequence's KV as views of contiguous runs: place blocks for that
+        # the host backends read a sequence's KV as views of contiguous runs: place blocks for that
         self.pool = BlockPool(self.runner.num_blocks, cfg.block_size, cfg.enable_prefix_caching,
-                              contiguous=self.runner.backend.name == "torch")
+                              contiguous=self.runner.backend.wants_contiguous_blocks)
         self.scheduler = Scheduler(cfg, self.pool, budget)
         self.sampler = Sampler(cfg.seed, self.device)
 

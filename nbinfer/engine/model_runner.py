@@ -30,8 +30,7 @@ class ForwardContext:
         self.meta, self.kv_cache, self.backend, self.cos, self.sin = meta, kv_cache, backend, cos, sin
 
     def attention(self, layer: int, q, k, v, scale: float) -> torch.Tensor:
-        return self.backend.forward(q, k, v, self.kv_cache[layer, 0], self.kv_cache[layer, 1],
-                                    self.meta, scale)
+        return self.backend.forward(q, k, v, *self.backend.layer_kv(self.kv_cache, layer), self.meta, scale)
 
 
 @dataclass
@@ -90,7 +89,7 @@ class ModelRunner:
         else:
             load_weights(self.model, path)
         self.weights_bytes = sum(p.numel() * p.element_size() for p in self.model.parameters())
-        self.backend = make_backend(cfg.attention_backend, device)
+        self.backend = make_backend(cfg.attention_backend, device, cfg.block_size)
         self.threads = ThreadTuner(torch.get_num_threads()) if device.type == "cpu" else None
         self.cos, self.sin = cos_sin_table(model_cfg.head_dim, model_cfg.rope_theta, model_cfg.rope_scaling,
                                            model_cfg.max_position_embeddings,
@@ -99,8 +98,8 @@ class ModelRunner:
         # CUDA graphs (cuda_graph.py) point the pad rows of a decode batch at one extra scratch block
         # past the pool's blocks, which the pool never hands out
         use_graphs = supports_graphs(device, cfg.enforce_eager, self.backend)
-        shape = (model_cfg.num_layers, 2, self.num_blocks + use_graphs, self.block_size, model_cfg.num_kv_heads,
-                 model_cfg.head_dim)
+        shape = self.backend.cache_shape(model_cfg.num_layers, self.num_blocks + use_graphs, self.block_size,
+                                         model_cfg.num_kv_heads, model_cfg.head_dim)
         # zeros, not empty: a read past a context's end (graph pad rows, a masked tail) must never
         # meet uninitialised NaN/Inf, which a mask cannot cancel (0 * NaN = NaN); one memset at load
         self.kv_cache = torch.zeros(shape, dtype=dtype, device=device)
@@ -138,8 +137,8 @@ class ModelRunner:
         n = min(self.max_num_batched_tokens, max_model_len)
         nblocks = -(-n // self.block_size)
         m = self.model_cfg
-        cache = torch.empty((m.num_layers, 2, nblocks, self.block_size, m.num_kv_heads, m.head_dim),
-                            dtype=self.dtype, device=self.device)
+        cache = torch.empty(self.backend.cache_shape(m.num_layers, nblocks, self.block_size, m.num_kv_heads,
+                                                     m.head_dim), dtype=self.dtype, device=self.device)
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats(self.device)
         positions = np.arange(n, dtype=np.int64)
@@ -230,7 +229,7 @@ class ModelRunner:
         """Copy-on-fork: give each child its own copy of the parent's partial last block."""
         s = torch.tensor(src, device=self.device)
         d = torch.tensor(dst, device=self.device)
-        self.kv_cache[:, :, d] = self.kv_cache[:, :, s]
+        self.backend.copy_blocks(self.kv_cache, s, d)
 
     def close(self) -> None:
         del self.graphs, self.model, self.kv_cache, self.cos, self.sin
