@@ -7,6 +7,7 @@ import torch
 
 from nbinfer.engine.attention import AttentionMetadata, TorchAttention, make_backend
 from nbinfer.engine.cpu_attention import MAX_RUNS, CpuAttention
+from nbinfer.kernels import cpu_decode
 
 
 def to_cpu_layout(k_nhd: torch.Tensor, v_nhd: torch.Tensor):
@@ -36,18 +37,29 @@ def make_step(chunks, tables, bs):
         query_lens_cpu=query_lens, seq_lens_cpu=seq_lens, block_tables_cpu=tables)
 
 
+@pytest.fixture(scope="module")
+def kernel():
+    lib = cpu_decode.load()
+    if lib is None:
+        pytest.skip("the CPU decode kernel could not be built here (no C++ compiler?)")
+    return lib
+
+
+@pytest.mark.parametrize("use_kernel", [True, False], ids=["kernel", "torch-loop"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-@pytest.mark.parametrize("hq,hk", [(8, 4), (4, 4), (6, 1)])
-def test_forward_matches_torch_backend(hq, hk, dtype, seed=0):
+@pytest.mark.parametrize("hq,hk,d,bs", [(8, 4, 16, 4), (4, 4, 32, 16), (6, 1, 16, 4), (16, 2, 64, 32)])
+def test_forward_matches_torch_backend(hq, hk, d, bs, dtype, use_kernel, request, seed=0):
+    if use_kernel:
+        request.getfixturevalue("kernel")
     rng = random.Random(seed)
     gen = torch.Generator().manual_seed(seed)
-    nb, bs, d = 96, 4, 16
+    nb = 96
     # decodes: one run, two runs, scattered (more runs than MAX_RUNS: gathered); then a fresh
     # prefill, a prefill chunk after a cached prefix, and a one-token prompt
-    chunks = [(13, 1), (20, 1), (30, 1), (0, 9), (11, 6), (0, 1)]
+    chunks = [(3 * bs + 1, 1), (5 * bs, 1), (7 * bs + 2, 1), (0, 9), (2 * bs + 3, 6), (0, 1)]
     free = list(range(1, nb))
     rng.shuffle(free)
-    tables = [list(range(10, 14)), list(range(20, 23)) + list(range(40, 43))]
+    tables = [list(range(10, 14)), list(range(20, 23)) + list(range(40, 43))]    # one run, two runs
     free = [b for b in free if b not in tables[0] + tables[1]]
     for c, n in chunks[2:]:
         need = -(-(c + n) // bs)
@@ -63,8 +75,10 @@ def test_forward_matches_torch_backend(hq, hk, dtype, seed=0):
     v = torch.randn(total, hk, d, generator=gen).to(dtype)
 
     ref = TorchAttention().forward(q, k, v, k_nhd, v_nhd, make_step(chunks, tables, bs), d ** -0.5)
-    got = CpuAttention(bs).forward(q, k, v, k_cpu, v_cpu, make_step(chunks, tables, bs), d ** -0.5)
-    tol = dict(atol=2e-2, rtol=2e-2) if dtype == torch.bfloat16 else {}
+    backend = CpuAttention(bs, use_kernel=use_kernel)
+    assert (backend.kernel is not None) == use_kernel
+    got = backend.forward(q, k, v, k_cpu, v_cpu, make_step(chunks, tables, bs), d ** -0.5)
+    tol = dict(atol=2e-2, rtol=2e-2) if dtype == torch.bfloat16 else {}   # bf16: the kernel is fp32-only
     torch.testing.assert_close(got, ref, **tol)
     # the new tokens landed in the same slots: the whole caches agree after the step
     _, k_ref, v_ref = to_cpu_layout(k_nhd, v_nhd)
@@ -83,7 +97,8 @@ def test_decode_without_host_tables_gathers():
     ref = TorchAttention().forward(q, k, v, k_nhd, v_nhd, make_step(chunks, tables, bs), d ** -0.5)
     meta = make_step(chunks, tables, bs)
     meta.block_tables_cpu = None
-    torch.testing.assert_close(CpuAttention(bs).forward(q, k, v, k_cpu, v_cpu, meta, d ** -0.5), ref)
+    backend = CpuAttention(bs, use_kernel=False)
+    torch.testing.assert_close(backend.forward(q, k, v, k_cpu, v_cpu, meta, d ** -0.5), ref)
 
 
 def test_copy_blocks_copies_every_layer_k_and_v():
@@ -131,3 +146,29 @@ def test_engine_on_cpu_backend_equals_torch_backend(llama_dir):
             stats = llm.stats()
             assert stats.prefix_hit_tokens > 0 and stats.num_preempted_total > 0
     assert results["cpu"] == results["torch"]
+
+
+def test_kernel_builds_into_the_cache_dir_once(tmp_path, monkeypatch):
+    monkeypatch.setenv("NBINFER_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(cpu_decode, "_loaded", {})
+    if cpu_decode._compiler() is None:
+        pytest.skip("no C++ compiler here")
+    assert cpu_decode.load() is not None
+    built = list((tmp_path / "cpu-kernels").glob("paged_decode-*.so"))
+    assert len(built) == 1
+    monkeypatch.setattr(cpu_decode, "_loaded", {})
+    assert cpu_decode.load() is not None                     # reused, not rebuilt
+    assert list((tmp_path / "cpu-kernels").glob("*")) == built
+
+
+@pytest.mark.parametrize("env,expect", [({"NBINFER_CPU_KERNELS": "0"}, "NBINFER_CPU_KERNELS=0"),
+                                        ({"CXX": "/bin/false"}, "could not build")])
+def test_without_the_kernel_the_backend_falls_back_and_says_why(env, expect, tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("NBINFER_CACHE_DIR", str(tmp_path))
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setattr(cpu_decode, "_loaded", {})
+    with caplog.at_level("INFO", logger="nbinfer"):
+        backend = CpuAttention(4)
+    assert backend.kernel is None
+    assert expect in caplog.text

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import torch
 
+from ..kernels import cpu_decode
 from .attention import AttentionMetadata, _causal_sdpa, _small_ops
 
 MAX_RUNS = 4    # a context in more pieces than this is gathered into one copy instead
@@ -22,8 +23,11 @@ class CpuAttention:
     name = "cpu"
     wants_contiguous_blocks = True      # the block pool places a sequence's blocks in runs
 
-    def __init__(self, block_size: int):
+    def __init__(self, block_size: int, threads: int | None = None, use_kernel: bool = True):
         self.block_size = block_size
+        self.threads = threads or torch.get_num_threads()
+        # the C++ decode kernel (kernels/cpu_decode.py) where it builds; else the torch loop below
+        self.kernel = cpu_decode.load() if use_kernel else None
 
     # -- the cache --------------------------------------------------------------------------------
     @staticmethod
@@ -52,7 +56,13 @@ class CpuAttention:
         out = torch.empty_like(q)
         nd = meta.num_decodes
         if nd:
-            self._decode(q[:nd] * scale, k_cache, v_cache, meta, out)
+            hk, d = k_cache.shape[0], k_cache.shape[1]
+            if self.kernel is not None and cpu_decode.supports(q, d, q.shape[1] // hk):
+                qs = (q[:nd] * scale).view(nd, hk, -1, d)
+                cpu_decode.paged_decode(self.kernel, qs, k_cache, v_cache, meta.block_tables[:nd],
+                                        meta.seq_lens[:nd], out[:nd].view(qs.shape), self.block_size, self.threads)
+            else:
+                self._decode(q[:nd] * scale, k_cache, v_cache, meta, out)
         pos = nd
         for i in range(nd, meta.num_seqs):
             qlen, ctx = meta.query_lens_cpu[i], meta.seq_lens_cpu[i]
