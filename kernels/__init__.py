@@ -1,4 +1,5 @@
-"""nbinfer's Triton kernels (shipped as `nbinfer.kernels`), each beside a plain-torch reference.
+"""nbinfer's kernels (shipped as `nbinfer.kernels`): Triton for CUDA and one C++ kernel for the CPU,
+each beside a torch reference.
 
     ops.py                the model's fused ops: dispatch (Triton on CUDA, torch elsewhere) + references
     rms_norm.py           fused residual-add + RMSNorm
@@ -8,6 +9,7 @@
     decode_attention.py   paged decode attention (GQA/MQA, split-KV flash-decoding)
     extend_attention.py   paged prefill/extend attention (causal over a cached prefix + new tokens)
     attention_backend.py  TritonAttention: the engine's attention backend built from the above
+    cpu_decode.py         builds and loads cpu/paged_decode.cpp, the CPU backend's decode attention (C++)
 
-Importing this package (and ops.py) needs only torch; the kernel modules import triton.
+Importing this package (ops.py, cpu_decode.py) needs only torch; the Triton kernel modules import triton.
 """

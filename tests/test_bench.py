@@ -87,7 +87,7 @@ def test_cli_help_lists_every_command(capsys):
     assert all(cmd in out for cmd in ("demo", "bench", "install-kernel"))
 
 
-def test_the_wheel_lists_every_package():
+def test_the_wheel_lists_every_package_and_the_kernel_source():
     """pyproject.toml names its packages explicitly (kernels/ ships as nbinfer.kernels), so a new
     subpackage must be added there or a non-editable install lacks it."""
     import tomllib
@@ -96,3 +96,7 @@ def test_the_wheel_lists_every_package():
     listed = set(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
     found = {".".join(p.parent.relative_to(root).parts) for p in (root / "nbinfer").rglob("__init__.py")}
     assert found | {"nbinfer.kernels"} <= listed
+    # the CPU kernel's C++ source is data, compiled on the user's machine: it must ship too
+    data = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    assert any((root / "kernels").glob(pattern) for pattern in data["nbinfer.kernels"])
+    assert all(p.match(data["nbinfer.kernels"][0]) for p in (root / "kernels").rglob("*.cpp"))

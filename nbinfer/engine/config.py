@@ -19,7 +19,7 @@ class EngineConfig:
     max_num_batched_tokens: int | None = None  # token budget per step; None = 8192 on CUDA, 2048 on CPU
     max_model_len: int | None = None     # None = the model's max_position_embeddings (capped to the KV pool)
     enable_prefix_caching: bool = True
-    attention_backend: str = "auto"      # auto: triton on CUDA, cpu on CPU; torch: the reference
+    attention_backend: str = "auto"      # auto: triton on CUDA, cpu on a CPU; torch: the NHD reference
     tensor_parallel_size: int = 1
     seed: int = 0
     enforce_eager: bool = False          # True: no CUDA graphs
