@@ -102,9 +102,9 @@ def load():
         return lib
 
 
-def supports(q: torch.Tensor, head_dim: int, group: int) -> bool:
+def supports(q: torch.Tensor, head_dim: int) -> bool:
     """The kernel's cases: fp32 on the CPU, head_dim a multiple of 16 (its vector width)."""
-    return q.dtype == torch.float32 and q.device.type == "cpu" and head_dim % 16 == 0 and group >= 1
+    return q.dtype == torch.float32 and q.device.type == "cpu" and head_dim % 16 == 0
 
 
 def paged_decode(lib, qs: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, block_tables: torch.Tensor,

@@ -5,8 +5,8 @@ import random
 import pytest
 import torch
 
-from nbinfer.engine.attention import AttentionMetadata, TorchAttention, make_backend
-from nbinfer.engine.cpu_attention import MAX_RUNS, CpuAttention
+from nbinfer.engine.attention import MAX_RUNS, AttentionMetadata, TorchAttention, make_backend
+from nbinfer.engine.cpu_attention import CpuAttention
 from nbinfer.kernels import cpu_decode
 
 

@@ -45,6 +45,25 @@ class AttentionMetadata:
             self._runs[i] = consecutive_runs(self.block_tables_cpu[i][:needed])
         return self._runs[i]
 
+    def context_pieces(self, i: int, block_size: int) -> list[tuple[int, int]] | None:
+        """Sequence i's context as (first slot, length) pieces of consecutive slots, for a host
+        backend to read as views; None where it should gather a copy instead (no host tables, or
+        the context lies in more than MAX_RUNS pieces)."""
+        if self.block_tables_cpu is None:
+            return None
+        runs = self.block_runs(i, block_size)
+        if len(runs) > MAX_RUNS:
+            return None
+        pieces, left = [], self.seq_lens_cpu[i]
+        for first, count in runs:
+            take = min(count * block_size, left)
+            pieces.append((first * block_size, take))
+            left -= take
+        return pieces
+
+
+MAX_RUNS = 4    # a context in more pieces than this is gathered into one copy instead
+
 
 def consecutive_runs(blocks: list[int]) -> list[tuple[int, int]]:
     runs = []
@@ -131,26 +150,20 @@ class TorchAttention(NHDLayout):
         return out
 
 
-MAX_RUNS = 4    # a context in more pieces than this is gathered into one copy instead
-
-
 def _decode_one(i, q, k_cache, v_cache, meta, scale, out, bs, hk, hq, d):
     """Attention of sequence i's one new token over its context, read in place where the context
     sits in a few runs of consecutive blocks (views, no copy), else gathered."""
     n = meta.seq_lens_cpu[i]
     qh = q[i].view(hk, hq // hk, d)
-    runs = meta.block_runs(i, bs) if meta.block_tables_cpu is not None else None
-    if runs is None or len(runs) > MAX_RUNS:
+    pieces = meta.context_pieces(i, bs)
+    if pieces is None:
         blocks = meta.block_tables[i, :-(-n // bs)]
         ks = [k_cache.index_select(0, blocks).flatten(0, 1)[:n]]      # [n, Hk, D]
         vs = [v_cache.index_select(0, blocks).flatten(0, 1)[:n]]
     else:
-        ks, vs, left = [], [], n
-        for first, count in runs:
-            take = min(count * bs, left)
-            ks.append(k_cache[first:first + count].flatten(0, 1)[:take])
-            vs.append(v_cache[first:first + count].flatten(0, 1)[:take])
-            left -= take
+        slots_k, slots_v = k_cache.flatten(0, 1), v_cache.flatten(0, 1)   # [S, Hk, D]
+        ks = [slots_k[a:a + take] for a, take in pieces]
+        vs = [slots_v[a:a + take] for a, take in pieces]
     # GQA: a KV head's G query heads are matmul rows, [Hk, G, D] @ [Hk, D, n]
     scores = [torch.matmul(qh, k.permute(1, 2, 0)) for k in ks]
     scores = scores[0] if len(scores) == 1 else torch.cat(scores, dim=-1)

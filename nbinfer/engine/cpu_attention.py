@@ -19,8 +19,6 @@ import torch
 from ..kernels import cpu_decode
 from .attention import AttentionMetadata, _causal_sdpa, _small_ops
 
-MAX_RUNS = 4    # a context in more pieces than this is gathered into one copy instead
-
 
 class CpuAttention:
     name = "cpu"
@@ -60,7 +58,7 @@ class CpuAttention:
         nd = meta.num_decodes
         if nd:
             hk, d = k_cache.shape[0], k_cache.shape[1]
-            if self.kernel is not None and cpu_decode.supports(q, d, q.shape[1] // hk):
+            if self.kernel is not None and cpu_decode.supports(q, d):
                 qs = (q[:nd] * scale).view(nd, hk, -1, d)
                 cpu_decode.paged_decode(self.kernel, qs, k_cache, v_cache, meta.block_tables[:nd],
                                         meta.seq_lens[:nd], out[:nd].view(qs.shape), self.block_size, self.threads)
@@ -95,22 +93,14 @@ class CpuAttention:
         bs, fp32 = self.block_size, qs.dtype == torch.float32
         with _small_ops(qs.device):
             for i in range(nd):
-                n = meta.seq_lens_cpu[i]
-                runs = meta.block_runs(i, bs) if meta.block_tables_cpu is not None else None
-                if runs is not None and len(runs) == 1:          # the common case: one run, views
-                    a = runs[0][0] * bs
-                    ks, vs = [k_cache[:, :, a:a + n]], [v_cache[:, a:a + n]]
-                elif runs is None or len(runs) > MAX_RUNS:
+                pieces = meta.context_pieces(i, bs)
+                if pieces is None:
                     slots = self._slots(meta, i)
                     ks, vs = [k_cache.index_select(2, slots)], [v_cache.index_select(1, slots)]
                 else:
-                    ks, vs, left = [], [], n
-                    for first, count in runs:
-                        a, take = first * bs, min(count * bs, left)
-                        ks.append(k_cache[:, :, a:a + take])
-                        vs.append(v_cache[:, a:a + take])
-                        left -= take
-                scores = torch.bmm(qs[i], ks[0]) if len(ks) == 1 else torch.cat([torch.bmm(qs[i], k) for k in ks], -1)
+                    ks = [k_cache[:, :, a:a + take] for a, take in pieces]
+                    vs = [v_cache[:, a:a + take] for a, take in pieces]
+                scores = torch.cat([torch.bmm(qs[i], k) for k in ks], -1) if len(ks) > 1 else torch.bmm(qs[i], ks[0])
                 probs = scores.softmax(-1) if fp32 else scores.float().softmax(-1).to(qs.dtype)
                 if len(vs) == 1:
                     torch.bmm(probs, vs[0], out=outs[i])
