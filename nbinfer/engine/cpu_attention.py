@@ -57,13 +57,13 @@ class CpuAttention:
         out = torch.empty_like(q)
         nd = meta.num_decodes
         if nd:
-            hk, d = k_cache.shape[0], k_cache.shape[1]
-            if self.kernel is not None and cpu_decode.supports(q, d):
-                qs = (q[:nd] * scale).view(nd, hk, -1, d)
+            qs = q[:nd] * scale
+            if self.kernel is not None and cpu_decode.supports(q, k_cache.shape[1]):
+                qs = qs.view(nd, k_cache.shape[0], -1, k_cache.shape[1])      # [B, Hk, G, D]
                 cpu_decode.paged_decode(self.kernel, qs, k_cache, v_cache, meta.block_tables[:nd],
                                         meta.seq_lens[:nd], out[:nd].view(qs.shape), self.block_size, self.threads)
             else:
-                self._decode(q[:nd] * scale, k_cache, v_cache, meta, out)
+                self._decode(qs, k_cache, v_cache, meta, out)
         pos = nd
         for i in range(nd, meta.num_seqs):
             qlen, ctx = meta.query_lens_cpu[i], meta.seq_lens_cpu[i]
