@@ -10,6 +10,8 @@ each beside a torch reference.
     extend_attention.py   paged prefill/extend attention (causal over a cached prefix + new tokens)
     attention_backend.py  TritonAttention: the engine's attention backend built from the above
     cpu_decode.py         builds and loads cpu/paged_decode.cpp, the CPU backend's decode attention (C++)
+    aot.py                records Triton launches and compiles them ahead of time for a GPU target (no GPU)
+    aot_shapes.py         the engine's launches at its models' shapes, compiled for sm_80/sm_90 (CI check)
 
 Importing this package (ops.py, cpu_decode.py) needs only torch; the Triton kernel modules import triton.
 """
