@@ -7,7 +7,7 @@ import torch
 
 from nbinfer.engine.attention import MAX_RUNS, AttentionMetadata, TorchAttention, make_backend
 from nbinfer.engine.cpu_attention import CpuAttention
-from nbinfer.kernels import cpu_decode
+from nbinfer.kernels import cpu_build, cpu_decode
 
 
 def to_cpu_layout(k_nhd: torch.Tensor, v_nhd: torch.Tensor):
@@ -150,13 +150,13 @@ def test_engine_on_cpu_backend_equals_torch_backend(llama_dir):
 
 def test_kernel_builds_into_the_cache_dir_once(tmp_path, monkeypatch):
     monkeypatch.setenv("NBINFER_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(cpu_decode, "_loaded", {})
-    if cpu_decode._compiler() is None:
+    monkeypatch.setattr(cpu_build, "_loaded", {})
+    if cpu_build._compiler() is None:
         pytest.skip("no C++ compiler here")
     assert cpu_decode.load() is not None
-    built = list((tmp_path / "cpu-kernels").glob("paged_decode-*.so"))
+    built = list((tmp_path / "cpu-kernels").glob("nbinfer-cpu-*.so"))
     assert len(built) == 1
-    monkeypatch.setattr(cpu_decode, "_loaded", {})
+    monkeypatch.setattr(cpu_build, "_loaded", {})
     assert cpu_decode.load() is not None                     # reused, not rebuilt
     assert list((tmp_path / "cpu-kernels").glob("*")) == built
 
@@ -167,7 +167,7 @@ def test_without_the_kernel_the_backend_falls_back_and_says_why(env, expect, tmp
     monkeypatch.setenv("NBINFER_CACHE_DIR", str(tmp_path))
     for k, v in env.items():
         monkeypatch.setenv(k, v)
-    monkeypatch.setattr(cpu_decode, "_loaded", {})
+    monkeypatch.setattr(cpu_build, "_loaded", {})
     with caplog.at_level("INFO", logger="nbinfer"):
         backend = CpuAttention(4)
     assert backend.kernel is None

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..kernels import cpu_llama
 from ..models.config import ModelConfig
 from ..models.loader import build_model, init_dummy_weights, load_weights
 from ..models.rope import cos_sin_table
@@ -104,6 +105,9 @@ class ModelRunner:
         # meet uninitialised NaN/Inf, which a mask cannot cancel (0 * NaN = NaN); one memset at load
         self.kv_cache = torch.zeros(shape, dtype=dtype, device=device)
         self.kv_cache_bytes = self.kv_cache.numel() * self.kv_cache.element_size()
+        # decode-only steps of a few sequences on a CPU: the whole model in one C++ call (kernels/cpu_llama.py)
+        self.cpu_step = cpu_llama.build(self.model, self.backend, self.kv_cache, self.block_size, self.cos, self.sin,
+                                        torch.get_num_threads()) if device.type == "cpu" else None
         self.graphs = None
         if use_graphs:
             self.graphs = build_decode_graphs(
@@ -209,6 +213,8 @@ class ModelRunner:
                     prompt_rows.extend(range(start + lo - c, start + hi - c))
             start += n
 
+        if self.cpu_step is not None and self.cpu_step.takes(query_lens, len(sample_rows), len(prompt_rows)):
+            return StepOutput(self.cpu_step(ids, positions, seq_lens, tables), None, spans)
         pos_np = np.asarray(positions, dtype=np.int64)
         rows = sample_rows + prompt_rows
         with self.threads.step(len(ids)) if self.threads else nullcontext():
@@ -232,4 +238,6 @@ class ModelRunner:
         self.backend.copy_blocks(self.kv_cache, s, d)
 
     def close(self) -> None:
+        if self.cpu_step is not None:
+            self.cpu_step.close()
         del self.graphs, self.model, self.kv_cache, self.cos, self.sin
