@@ -9,7 +9,7 @@ ATTENTION_BACKENDS = ("auto", "cpu", "torch", "triton")
 @dataclass(frozen=True)
 class EngineConfig:
     model: str | None = None            # local folder or HF hub id; None = the bundled default model
-    dtype: str = "auto"                  # auto: bf16 on CUDA, fp32 on CPU
+    dtype: str = "auto"                  # auto: bf16 on CUDA and on CPUs with native bf16 (AVX512-BF16/AMX), else fp32
     device: str = "auto"                 # auto: cuda if available, else cpu
     block_size: int = 16                 # tokens per KV block
     num_kv_blocks: int | None = None     # None: sized from the memory budget

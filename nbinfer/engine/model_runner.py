@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..kernels import cpu_llama
+from ..kernels import cpu_features, cpu_llama
 from ..models.config import ModelConfig
 from ..models.loader import build_model, init_dummy_weights, load_weights
 from ..models.rope import cos_sin_table
@@ -67,8 +67,8 @@ _DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float": torch.float
 def resolve_dtype(dtype, device: torch.device) -> torch.dtype:
     if isinstance(dtype, torch.dtype):
         return dtype
-    if dtype == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    if dtype == "auto":        # bf16 where the hardware computes in it natively (CUDA; CPUs with bf16 dot products)
+        return torch.bfloat16 if device.type == "cuda" or cpu_features.native_bf16() else torch.float32
     if dtype not in _DTYPES:
         raise ValueError(f"dtype must be 'auto', 'float32', 'bfloat16' or 'float16', got {dtype!r}")
     return _DTYPES[dtype]
