@@ -1,10 +1,12 @@
-"""The CPU decode step (cpu/llama_decode.cpp): a step of a few decode tokens through the whole model to
-logits in one C++ call, for fp32 Llama-family models on the CPU backend's KV layout.
+"""The CPU step (cpu/llama_step.cpp): a small step (decode tokens, short prefill chunks, at most
+MAX_TOKENS packed tokens) through the whole model to logits in one C++ call, for fp32 Llama-family
+models on the CPU backend's KV layout.
 
-The engine takes it for decode-only steps of at most MAX_BATCH sequences, where a step is bound by
-reading the weights once: one call runs every layer on the library's thread pool, with no per-op
-dispatch and no OpenMP hand-off from the engine's thread. Larger steps (prefill, wide decode batches)
-are bound by arithmetic and stay on torch's GEMMs (nbinfer/models/llama.py, also this step's reference).
+Small steps are where torch pays most for being called op by op from the engine's thread: one token's
+step is bound by reading the weights once, a few dozen tokens' by arithmetic on weights read once;
+either way one call on the library's thread pool, with no per-op dispatch and no OpenMP hand-off,
+does it. Larger steps (long prefill chunks) keep torch's GEMMs (nbinfer/models/llama.py, also this
+step's reference), which reach the arithmetic peak there.
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ import torch
 
 from . import cpu_build
 
-MAX_BATCH = 8        # decode steps up to this many sequences are memory-bound: this step's regime
+MAX_TOKENS = 64      # steps of up to this many tokens run here; larger ones on torch's GEMMs
 _PTR = ctypes.c_void_p
 
 
@@ -27,14 +29,15 @@ def _library():
         lib.nbinfer_llama_free.argtypes = [_PTR]
         lib.nbinfer_llama_free.restype = None
         lib.nbinfer_llama_max_layers.restype = ctypes.c_int
-        lib.nbinfer_llama_decode.restype = None
-        lib.nbinfer_llama_decode.argtypes = ([_PTR, ctypes.c_int, _PTR, _PTR, _PTR, ctypes.c_int64, _PTR, ctypes.c_int,
-                                              _PTR, ctypes.c_int, _PTR, _PTR, ctypes.c_float, _PTR, ctypes.c_int])
+        lib.nbinfer_llama_step.restype = None
+        lib.nbinfer_llama_step.argtypes = ([_PTR, ctypes.c_int, _PTR, _PTR, _PTR, _PTR, ctypes.c_int64, _PTR,
+                                            ctypes.c_int, ctypes.c_int, _PTR, _PTR, ctypes.c_float, ctypes.c_int, _PTR,
+                                            _PTR, ctypes.c_int])
         lib._llama_ready = True
     return lib
 
 
-class LlamaDecodeStep:
+class LlamaStep:
     """Holds the weights' addresses (and references, so they outlive it) and runs decode steps."""
 
     def __init__(self, lib, cfg, weights: list[torch.Tensor | None], kv_cache: torch.Tensor, block_size: int,
@@ -51,27 +54,27 @@ class LlamaDecodeStep:
         ptrs = (_PTR * len(weights))(*[None if w is None else w.data_ptr() for w in weights])
         self._handle = lib.nbinfer_llama_new(dims.ctypes.data, cfg.rms_norm_eps, ptrs)
 
-    def takes(self, query_lens: list[int], num_sampled: int, num_prompt_rows: int) -> bool:
-        """A step of decode tokens only (one new token per sequence, each sampled), few enough."""
-        n = len(query_lens)
-        return 0 < n <= MAX_BATCH and num_sampled == n and not num_prompt_rows and max(query_lens) == 1
+    def takes(self, num_tokens: int) -> bool:
+        return 0 < num_tokens <= MAX_TOKENS
 
-    def __call__(self, ids: list[int], positions, seq_lens: list[int], tables: list[list[int]]) -> torch.Tensor:
-        """Logits [B, V] fp32 for one new token per sequence; writes their K/V into the cache."""
-        b = len(ids)
+    def __call__(self, ids: list[int], positions: list[int], query_lens: list[int], tables: list[list[int]],
+                 rows: list[int]) -> torch.Tensor | None:
+        """Runs the packed tokens (sequence i owns the next query_lens[i] of them, at `positions`),
+        writes their K/V into the cache, and returns the logits [len(rows), V] of the token rows asked."""
         width = max(map(len, tables))
-        table = np.zeros((b, width), dtype=np.int32)
+        table = np.zeros((len(tables), width), dtype=np.int32)
         for i, t in enumerate(tables):
             table[i, :len(t)] = t
         ids_np = np.asarray(ids, dtype=np.int64)
-        pos_np = np.ascontiguousarray(positions, dtype=np.int64)
-        lens_np = np.asarray(seq_lens, dtype=np.int32)
-        logits = torch.empty(b, self.vocab, dtype=torch.float32)
-        self.lib.nbinfer_llama_decode(self._handle, b, ids_np.ctypes.data, pos_np.ctypes.data, self.kv_cache.data_ptr(),
-                                      self.slots, table.ctypes.data, width, lens_np.ctypes.data, self.block_size,
-                                      self.cos.data_ptr(), self.sin.data_ptr(), self.scale, logits.data_ptr(),
-                                      self.threads)
-        return logits
+        pos_np = np.asarray(positions, dtype=np.int64)
+        seq_of = np.repeat(np.arange(len(query_lens), dtype=np.int32), query_lens)
+        rows_np = np.asarray(rows, dtype=np.int32)
+        logits = torch.empty(len(rows), self.vocab, dtype=torch.float32)
+        self.lib.nbinfer_llama_step(self._handle, len(ids), ids_np.ctypes.data, pos_np.ctypes.data, seq_of.ctypes.data,
+                                    self.kv_cache.data_ptr(), self.slots, table.ctypes.data, width, self.block_size,
+                                    self.cos.data_ptr(), self.sin.data_ptr(), self.scale, len(rows), rows_np.ctypes.data,
+                                    logits.data_ptr(), self.threads)
+        return logits if rows else None
 
     def close(self) -> None:
         if self._handle:
@@ -84,15 +87,15 @@ class LlamaDecodeStep:
 
 
 def build(model, backend, kv_cache: torch.Tensor, block_size: int, cos: torch.Tensor, sin: torch.Tensor,
-          threads: int) -> LlamaDecodeStep | None:
+          threads: int) -> LlamaStep | None:
     """The step for this model, or None where it does not apply (then every step runs in torch):
-    it needs the CPU attention backend's cache layout, fp32, head_dim a multiple of 16, the library."""
+    it needs the CPU attention backend's cache layout, fp32, head_dim a multiple of 16 (and <= 1024), the library."""
     cfg = model.cfg
     if (getattr(backend, "name", None) != "cpu" or getattr(backend, "kernel", None) is None
-            or kv_cache.dtype != torch.float32 or kv_cache.device.type != "cpu" or cfg.head_dim % 16
+            or kv_cache.dtype != torch.float32 or kv_cache.device.type != "cpu" or cfg.head_dim % 16 or cfg.head_dim > 1024
             or cfg.num_heads % cfg.num_kv_heads):
         return None
     lib = _library()
     if lib is None or cfg.num_layers > lib.nbinfer_llama_max_layers():
         return None
-    return LlamaDecodeStep(lib, cfg, model.decode_step_weights(), kv_cache, block_size, cos, sin, threads)
+    return LlamaStep(lib, cfg, model.cpu_step_weights(), kv_cache, block_size, cos, sin, threads)

@@ -117,8 +117,8 @@ class LlamaForCausalLM(nn.Module):
     def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.lm_head(hidden).float()
 
-    def decode_step_weights(self) -> list[torch.Tensor | None]:
-        """The weights in the order the CPU decode step reads them (kernels/cpu/llama_decode.cpp):
+    def cpu_step_weights(self) -> list[torch.Tensor | None]:
+        """The weights in the order the CPU step reads them (kernels/cpu/llama_step.cpp):
         embedding, final norm, LM head, then per layer its 12 tensors (None where the model has none)."""
         m = self.model
         out = [m.embed_tokens.weight, m.norm.weight, self.lm_head.weight]

@@ -1,0 +1,221 @@
+// A step of a Llama-family model on the CPU, fp32: a few packed tokens (decode tokens, short prefill
+// chunks) through every layer to the logits of the rows asked for, in one call (kernels/cpu_llama.py;
+// the torch model in nbinfer/models/llama.py is the reference and runs every step this one does not).
+//
+// Why one call: a small step is hundreds of small ops. From the engine's thread each torch op pays
+// dispatch and an OpenMP hand-off, and the matrix products, nearly all of the work, only reach memory
+// bandwidth (one token) or arithmetic peak (a few dozen) with every core on them at once. Here the
+// step is a sequence of phases run by the pool's threads (thread_pool.h), separated by barriers:
+//   per layer: [RMSNorm] [qkv rows] [per (token, KV head): q/k norm, RoPE, K/V into the cache]
+//              [attention per (token, KV head)] [o rows, += residual] [RMSNorm] [gate/up rows, SiLU*up]
+//              [down rows, += residual]
+//   then [RMSNorm of the rows wanted] [LM head rows].
+// Matrix rows are claimed in chunks from a shared counter, so a thread slowed by another process takes
+// fewer; each chunk's weights are read once for all tokens (matmul.h). A token attends to its
+// sequence's context up to its own position, through the block table, after every new token's K/V is
+// written: one kernel for decode tokens and prefill chunks alike.
+// Numerics follow HF's fp32 forward op by op; sums run in another order (vectorised), so results agree
+// to rounding, not bit for bit, as between any two fp32 matmul kernels.
+//
+// KV cache: the CPU backend's layout (nbinfer/engine/cpu_attention.py), per layer K [Hk, D, S] then
+// V [Hk, S, D]; token t's K/V go to slot tables[seq][pos / bs] * bs + pos % bs.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "attend.h"
+#include "matmul.h"
+#include "thread_pool.h"
+#include "vec.h"
+
+using namespace nbinfer;
+
+namespace {
+
+struct Layer {
+    const float *ln1, *qkv, *qkv_b, *q_norm, *k_norm, *o, *o_b, *ln2, *gate_up, *gate_up_b, *down, *down_b;
+};
+constexpr int kLayerWeights = 12;
+constexpr int kCountersPerLayer = 6;
+
+struct Model {
+    int L, H, I, Hq, Hk, D, V;
+    float eps;
+    const float *embed, *norm, *lm_head;
+    std::vector<Layer> layers;
+};
+
+constexpr int kRows = 32;    // matrix rows claimed at a time
+
+// out = weight * (x * rsqrt(mean(x^2) + eps)), as HF's LlamaRMSNorm in fp32
+void rms_norm(const float* __restrict x, const float* __restrict w, int n, float eps, float* __restrict out) {
+    vec acc = {};
+    int i = 0;
+    for (; i + W <= n; i += W) {
+        const vec v = load(x + i);
+        acc += v * v;
+    }
+    float ss = hsum(acc);
+    for (; i < n; ++i) ss += x[i] * x[i];
+    const float inv = 1.f / std::sqrt(ss / n + eps);
+    for (i = 0; i < n; ++i) out[i] = w[i] * (x[i] * inv);
+}
+
+// HF's rotate-half RoPE on one head: x * cos + rotate_half(x) * sin (cos/sin: the position's table rows)
+void rope(float* __restrict x, const float* __restrict c, const float* __restrict s, int D) {
+    const int half = D / 2;
+    for (int i = 0; i < half; ++i) {
+        const float a = x[i], b = x[i + half];
+        x[i] = a * c[i] - b * s[i];
+        x[i + half] = b * c[i + half] + a * s[i + half];
+    }
+}
+
+struct Step {
+    const Model& m;
+    int T;
+    const int64_t* pos;
+    const int32_t* seq_of;
+    float* kv;
+    int64_t S;
+    const int32_t* tables;
+    int table_width, bs;
+    const float *cos, *sin;
+    float scale;
+    int R;
+    const int32_t* rows;
+    float* logits;
+    // shared activations
+    float *resid, *xn, *qkv, *q, *attn, *act;
+    int lmax;
+
+    // rows [a, b) of `n` split evenly over the threads (cheap per-row work: no counter needed)
+    static void split(int n, int tid, int nt, int& a, int& b) { a = int(int64_t(n) * tid / nt), b = int(int64_t(n) * (tid + 1) / nt); }
+
+    void operator()(int tid, int nt) const {
+        const int H = m.H, I = m.I, D = m.D, Hq = m.Hq, Hk = m.Hk, G = Hq / Hk;
+        const int nqkv = (Hq + 2 * Hk) * D;
+        std::vector<float> y(size_t(T) * 2 * kRows), sc(size_t(G) * lmax), acc(size_t(G) * D);
+        auto normed = [&](const float* w) {
+            int a, b;
+            split(T, tid, nt, a, b);
+            for (int t = a; t < b; ++t) rms_norm(resid + size_t(t) * H, w, H, m.eps, xn + size_t(t) * H);
+            pool().barrier();
+        };
+        // out[t][r] (+)= bias[r] + W[r] . x[t] over the claimed chunks of rows
+        auto project = [&](int slot, const float* Wt, const float* bias, int N, int K, const float* x, float* out,
+                           bool accumulate) {
+            for (int c; (c = pool().claim(slot) * kRows) < N;) {
+                const int r1 = std::min(N, c + kRows);
+                matmul_rows(Wt, K, x, K, T, c, r1, y.data(), kRows);
+                for (int t = 0; t < T; ++t)
+                    for (int r = c; r < r1; ++r) {
+                        const float v = y[size_t(t) * kRows + r - c] + (bias ? bias[r] : 0.f);
+                        float& o = out[size_t(t) * N + r];
+                        o = accumulate ? o + v : v;
+                    }
+            }
+            pool().barrier();
+        };
+        int slot = 0;
+        for (int l = 0; l < m.L; ++l, slot += kCountersPerLayer) {
+            const Layer& w = m.layers[l];
+            float* kc = kv + int64_t(l) * 2 * Hk * D * S;       // K [Hk, D, S]
+            float* vc = kc + int64_t(Hk) * D * S;              // V [Hk, S, D]
+            normed(w.ln1);
+            project(slot, w.qkv, w.qkv_b, nqkv, H, xn, qkv, false);
+            for (int item; (item = pool().claim(slot + 1)) < T * Hk;) {     // q/k norm, RoPE, K/V to the cache
+                const int t = item / Hk, h = item % Hk;
+                const float* row = qkv + size_t(t) * nqkv;
+                const float *c = cos + pos[t] * D, *s = sin + pos[t] * D;
+                float* qg = q + size_t(t) * Hq * D + size_t(h) * G * D;
+                float k[1024];                                  // D <= 1024 (checked by the caller)
+                std::memcpy(qg, row + size_t(h) * G * D, sizeof(float) * G * D);
+                std::memcpy(k, row + size_t(Hq + h) * D, sizeof(float) * D);
+                if (w.q_norm) {
+                    for (int g = 0; g < G; ++g) rms_norm(qg + g * D, w.q_norm, D, m.eps, qg + g * D);
+                    rms_norm(k, w.k_norm, D, m.eps, k);
+                }
+                for (int g = 0; g < G; ++g) rope(qg + g * D, c, s, D);
+                rope(k, c, s, D);
+                for (int i = 0; i < G * D; ++i) qg[i] *= scale;
+                const int64_t at = int64_t(tables[size_t(seq_of[t]) * table_width + pos[t] / bs]) * bs + pos[t] % bs;
+                float* kh = kc + int64_t(h) * D * S;
+                for (int d = 0; d < D; ++d) kh[d * S + at] = k[d];
+                std::memcpy(vc + (int64_t(h) * S + at) * D, row + size_t(Hq + Hk + h) * D, sizeof(float) * D);
+            }
+            pool().barrier();
+            for (int item; (item = pool().claim(slot + 2)) < T * Hk;) {     // attention over the context so far
+                const int t = item / Hk, h = item % Hk;
+                attend(q + size_t(t) * Hq * D + size_t(h) * G * D, kc + int64_t(h) * D * S, vc + int64_t(h) * S * D,
+                       tables + size_t(seq_of[t]) * table_width, int(pos[t]) + 1, G, D, S, bs, sc.data(), acc.data(),
+                       attn + size_t(t) * Hq * D + size_t(h) * G * D);
+            }
+            pool().barrier();
+            project(slot + 3, w.o, w.o_b, H, Hq * D, attn, resid, true);
+            normed(w.ln2);
+            for (int c; (c = pool().claim(slot + 4) * (kRows / 2)) < I;) {   // gate rows c.., up rows I + c..
+                const int j1 = std::min(I, c + kRows / 2), n = j1 - c;
+                matmul_rows(w.gate_up, H, xn, H, T, c, j1, y.data(), kRows);
+                matmul_rows(w.gate_up, H, xn, H, T, I + c, I + j1, y.data() + kRows / 2, kRows);
+                for (int t = 0; t < T; ++t)
+                    for (int j = 0; j < n; ++j) {
+                        float g = y[size_t(t) * kRows + j], u = y[size_t(t) * kRows + kRows / 2 + j];
+                        if (w.gate_up_b) g += w.gate_up_b[c + j], u += w.gate_up_b[I + c + j];
+                        act[size_t(t) * I + c + j] = g / (1.f + std::exp(-g)) * u;
+                    }
+            }
+            pool().barrier();
+            project(slot + 5, w.down, w.down_b, H, I, act, resid, true);
+        }
+        if (R == 0) return;
+        int a, b;
+        split(R, tid, nt, a, b);
+        for (int r = a; r < b; ++r) rms_norm(resid + size_t(rows[r]) * H, m.norm, H, m.eps, xn + size_t(r) * H);
+        pool().barrier();
+        for (int c; (c = pool().claim(slot) * kRows) < m.V;)
+            matmul_rows(m.lm_head, H, xn, H, R, c, std::min(m.V, c + kRows), logits + c, m.V);
+    }
+};
+
+}  // namespace
+
+extern "C" int nbinfer_llama_max_layers() { return (ThreadPool::kCounters - 1) / kCountersPerLayer; }
+
+// dims: L, H, I, Hq, Hk, D, V. weights: embed [V, H], final norm [H], LM head [V, H], then per layer
+// ln1, qkv [(Hq+2Hk)*D, H], qkv bias, q_norm [D], k_norm [D], o [H, Hq*D], o bias, ln2, gate_up [2I, H],
+// gate_up bias, down [H, I], down bias (absent ones null).
+extern "C" void* nbinfer_llama_new(const int32_t* dims, float eps, const float* const* weights) {
+    auto* m = new Model{dims[0], dims[1], dims[2], dims[3], dims[4], dims[5], dims[6], eps,
+                        weights[0], weights[1], weights[2], {}};
+    for (int l = 0; l < m->L; ++l) {
+        const float* const* w = weights + 3 + l * kLayerWeights;
+        m->layers.push_back({w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7], w[8], w[9], w[10], w[11]});
+    }
+    return m;
+}
+
+extern "C" void nbinfer_llama_free(void* model) { delete static_cast<Model*>(model); }
+
+// One step over T packed tokens: ids/pos/seq_of [T] (token, its position, its sequence's row in
+// tables [*, table_width]); every earlier position of each sequence is already in the cache or among
+// these tokens. cos/sin [positions, D]. logits [R, V] for the tokens rows[0..R).
+extern "C" void nbinfer_llama_step(const void* model, int T, const int64_t* ids, const int64_t* pos,
+                                   const int32_t* seq_of, float* kv, int64_t S, const int32_t* tables, int table_width,
+                                   int bs, const float* cos, const float* sin, float scale, int R, const int32_t* rows,
+                                   float* logits, int nthreads) {
+    const Model& m = *static_cast<const Model*>(model);
+    int64_t maxpos = 0;
+    for (int t = 0; t < T; ++t) maxpos = std::max(maxpos, pos[t]);
+    std::vector<float> resid(size_t(T) * m.H), xn(size_t(std::max(T, R)) * m.H);
+    std::vector<float> qkv(size_t(T) * (m.Hq + 2 * m.Hk) * m.D), q(size_t(T) * m.Hq * m.D);
+    std::vector<float> attn(size_t(T) * m.Hq * m.D), act(size_t(T) * m.I);
+    for (int t = 0; t < T; ++t)
+        std::memcpy(resid.data() + size_t(t) * m.H, m.embed + ids[t] * m.H, sizeof(float) * m.H);
+    const int lmax = int((maxpos + 1 + bs - 1) / bs * bs);
+    const Step step{m, T, pos, seq_of, kv, S, tables, table_width, bs, cos, sin, scale, R, rows, logits,
+                    resid.data(), xn.data(), qkv.data(), q.data(), attn.data(), act.data(), lmax};
+    pool().run(std::max(1, nthreads), step);
+}
