@@ -28,7 +28,6 @@
 #include "attend.h"
 #include "matmul.h"
 #include "thread_pool.h"
-#include "vec.h"
 
 using namespace nbinfer;
 
@@ -51,13 +50,13 @@ constexpr int kRows = 32;    // matrix rows claimed at a time
 
 // out = weight * (x * rsqrt(mean(x^2) + eps)), as HF's LlamaRMSNorm in fp32
 void rms_norm(const float* __restrict x, const float* __restrict w, int n, float eps, float* __restrict out) {
-    vec acc = {};
+    gvec acc = {};
     int i = 0;
-    for (; i + W <= n; i += W) {
-        const vec v = load(x + i);
+    for (; i + GW <= n; i += GW) {
+        const gvec v = gload(x + i);
         acc += v * v;
     }
-    float ss = hsum(acc);
+    float ss = ghsum(acc);
     for (; i < n; ++i) ss += x[i] * x[i];
     const float inv = 1.f / std::sqrt(ss / n + eps);
     for (i = 0; i < n; ++i) out[i] = w[i] * (x[i] * inv);

@@ -11,7 +11,7 @@
 
 using namespace nbinfer;
 
-extern "C" int nbinfer_vector_width() { return W; }
+extern "C" int nbinfer_vector_width() { return GW; }
 
 extern "C" void nbinfer_paged_decode_f32(const float* q, const float* k, const float* v, const int32_t* tables,
                                          const int32_t* lens, float* out, int B, int Hk, int G, int D,
