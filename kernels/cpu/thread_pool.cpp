@@ -1,7 +1,13 @@
 #include "thread_pool.h"
 
 #include <chrono>
+#include <climits>
 #include <sched.h>
+#if defined(__linux__)
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -14,7 +20,25 @@ namespace nbinfer {
 
 namespace {
 constexpr auto kIdleSpin = std::chrono::microseconds(200);   // between runs, before sleeping
-constexpr int kYieldAfter = 1 << 14;                          // pauses in a barrier before yielding the core
+constexpr auto kBarrierSpin = std::chrono::microseconds(50); // in a barrier, before sleeping
+constexpr int kYieldAfter = 1 << 14;                          // pauses before yielding the core (no futex)
+
+// Sleep while *addr == expected (Linux futex; elsewhere a yield), and wake every sleeper on addr.
+void futex_wait(std::atomic<uint32_t>* addr, uint32_t expected) {
+#if defined(__linux__)
+    syscall(SYS_futex, reinterpret_cast<uint32_t*>(addr), FUTEX_WAIT_PRIVATE, expected, nullptr, nullptr, 0);
+#else
+    (void)addr, (void)expected;
+    sched_yield();
+#endif
+}
+void futex_wake_all(std::atomic<uint32_t>* addr) {
+#if defined(__linux__)
+    syscall(SYS_futex, reinterpret_cast<uint32_t*>(addr), FUTEX_WAKE_PRIVATE, INT_MAX, nullptr, nullptr, 0);
+#else
+    (void)addr;
+#endif
+}
 
 // Spin until pred() holds; after a long wait (a thread descheduled on a busy machine) yield the core.
 template <class Pred> void spin_until(Pred pred) {
@@ -85,14 +109,27 @@ void ThreadPool::run(int nthreads, const std::function<void(int, int)>& fn) {
     spin_until([&] { return pending_.load(std::memory_order_acquire) == 0; });
 }
 
+// Spin briefly (phases are balanced: the others arrive within microseconds on an idle machine), then
+// sleep on a futex: on a machine busy with other work a waiting thread then gives its core to the one
+// it waits for instead of spinning it away.
 void ThreadPool::barrier() {
     if (active_ <= 1) return;
     const uint32_t phase = phase_.load(std::memory_order_acquire);
     if (arrived_.fetch_add(1, std::memory_order_acq_rel) == active_ - 1) {
         arrived_.store(0, std::memory_order_relaxed);
-        phase_.fetch_add(1, std::memory_order_release);
-    } else {
-        spin_until([&] { return phase_.load(std::memory_order_acquire) != phase; });
+        phase_.fetch_add(1, std::memory_order_seq_cst);
+        if (sleepers_.load(std::memory_order_seq_cst) > 0) futex_wake_all(&phase_);
+        return;
+    }
+    const auto start = std::chrono::steady_clock::now();
+    for (int i = 0; phase_.load(std::memory_order_acquire) == phase; ++i) {
+        if ((i & 63) || std::chrono::steady_clock::now() - start < kBarrierSpin) {
+            cpu_relax();
+            continue;
+        }
+        sleepers_.fetch_add(1, std::memory_order_seq_cst);
+        if (phase_.load(std::memory_order_seq_cst) == phase) futex_wait(&phase_, phase);
+        sleepers_.fetch_sub(1, std::memory_order_seq_cst);
     }
 }
 

@@ -4,7 +4,8 @@
 // an OpenMP region costs tens of microseconds (libgomp hands off to a second team), and creating
 // threads per call costs about as much. A decode step of a small model is many short phases, so the
 // pool's workers stay awake between phases (spinning, with a pause), and between calls spin for a
-// short while before sleeping on a condition variable; an idle engine costs no CPU.
+// short while before sleeping on a condition variable; an idle engine costs no CPU. A barrier spins
+// for tens of microseconds, then sleeps on a futex (a busy machine: see barrier()).
 #pragma once
 #include <atomic>
 #include <condition_variable>
@@ -43,6 +44,7 @@ private:
     bool stop_ = false;
     alignas(64) std::atomic<int> arrived_{0};
     alignas(64) std::atomic<uint32_t> phase_{0};
+    std::atomic<int> sleepers_{0};               // threads asleep in barrier()
     Counter counters_[kCounters];
 };
 
