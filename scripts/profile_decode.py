@@ -110,8 +110,8 @@ def instrument(llm, timers: Timers) -> None:
         timers.wrap(llama.ops, name, f"small op {name}")
     timers.wrap(model, "compute_logits", "lm head")
     timers.wrap(model, "forward", "forward")
-    if runner.cpu_step is not None:
-        timers.wrap(runner.cpu_step, "__call__", "C++ decode step (whole model + LM head)")
+    if isinstance(runner.cpu_step, _Call):
+        timers.wrap(runner.cpu_step, "run", "C++ step (whole model + LM head)")
     timers.wrap(runner, "run", "runner.run")
     timers.wrap(engine, "sampler", "sampling")
     timers.wrap(engine.scheduler, "schedule", "scheduler")
@@ -119,13 +119,14 @@ def instrument(llm, timers: Timers) -> None:
 
 
 class _Call:
-    """A callable standing in for the C++ step, so its __call__ can be wrapped like a method."""
+    """Stands in for the C++ step: calls go through .run, an attribute the timers can wrap (a call
+    looks __call__ up on the type, where an instance attribute would not be seen)."""
 
     def __init__(self, step):
-        self.step, self.takes = step, step.takes
+        self.run, self.takes = step.__call__, step.takes
 
     def __call__(self, *a):
-        return self.step(*a)
+        return self.run(*a)
 
 
 def run_workload(model: str, workload: str, dtype: str, torch_path: bool) -> dict:

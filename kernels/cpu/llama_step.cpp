@@ -5,13 +5,14 @@
 // Why one call: a small step is hundreds of small ops. From the engine's thread each torch op pays
 // dispatch and an OpenMP hand-off, and the matrix products, nearly all of the work, only reach memory
 // bandwidth (one token) or arithmetic peak (a few dozen) with every core on them at once. Here the
-// step is a sequence of phases run by the pool's threads (thread_pool.h), separated by barriers:
+// step is a sequence of phases run by the pool's threads (thread_pool.h), each ending when all its
+// items are done:
 //   per layer: [RMSNorm] [qkv rows] [per (token, KV head): q/k norm, RoPE, K/V into the cache]
 //              [attention per (token, KV head)] [o rows, += residual] [RMSNorm] [gate/up rows, SiLU*up]
 //              [down rows, += residual]
 //   then [RMSNorm of the rows wanted] [LM head rows].
-// Matrix rows are claimed in chunks from a shared counter, so a thread slowed by another process takes
-// fewer; each chunk's weights are read once for all tokens (matmul.h). A token attends to its
+// Matrix rows are claimed in chunks of 32, so a thread slowed by another process takes fewer; each
+// chunk's weights are read once for all tokens (matmul.h). A token attends to its
 // sequence's context up to its own position, through the block table, after every new token's K/V is
 // written: one kernel for decode tokens and prefill chunks alike.
 // Numerics follow HF's fp32 forward op by op; sums run in another order (vectorised), so results agree
@@ -37,7 +38,7 @@ struct Layer {
     const float *ln1, *qkv, *qkv_b, *q_norm, *k_norm, *o, *o_b, *ln2, *gate_up, *gate_up_b, *down, *down_b;
 };
 constexpr int kLayerWeights = 12;
-constexpr int kCountersPerLayer = 6;
+constexpr int kSlotsPerLayer = 8;       // parallel phases per layer (ThreadPool slots)
 
 struct Model {
     int L, H, I, Hq, Hk, D, V;
@@ -90,24 +91,19 @@ struct Step {
     float *resid, *xn, *qkv, *q, *attn, *act;
     int lmax;
 
-    // rows [a, b) of `n` split evenly over the threads (cheap per-row work: no counter needed)
-    static void split(int n, int tid, int nt, int& a, int& b) { a = int(int64_t(n) * tid / nt), b = int(int64_t(n) * (tid + 1) / nt); }
-
-    void operator()(int tid, int nt) const {
+    void operator()(int, int) const {
         const int H = m.H, I = m.I, D = m.D, Hq = m.Hq, Hk = m.Hk, G = Hq / Hk;
         const int nqkv = (Hq + 2 * Hk) * D;
+        ThreadPool& p = pool();
         std::vector<float> y(size_t(T) * 2 * kRows), sc(size_t(G) * lmax), acc(size_t(G) * D);
-        auto normed = [&](const float* w) {
-            int a, b;
-            split(T, tid, nt, a, b);
-            for (int t = a; t < b; ++t) rms_norm(resid + size_t(t) * H, w, H, m.eps, xn + size_t(t) * H);
-            pool().barrier();
+        auto normed = [&](int slot, const float* w) {
+            p.parallel_for(slot, T, [&](int t) { rms_norm(resid + size_t(t) * H, w, H, m.eps, xn + size_t(t) * H); });
         };
-        // out[t][r] (+)= bias[r] + W[r] . x[t] over the claimed chunks of rows
+        // out[t][r] (+)= bias[r] + W[r] . x[t], in chunks of kRows rows
         auto project = [&](int slot, const float* Wt, const float* bias, int N, int K, const float* x, float* out,
                            bool accumulate) {
-            for (int c; (c = pool().claim(slot) * kRows) < N;) {
-                const int r1 = std::min(N, c + kRows);
+            p.parallel_for(slot, (N + kRows - 1) / kRows, [&](int chunk) {
+                const int c = chunk * kRows, r1 = std::min(N, c + kRows);
                 matmul_rows(Wt, K, x, K, T, c, r1, y.data(), kRows);
                 for (int t = 0; t < T; ++t)
                     for (int r = c; r < r1; ++r) {
@@ -115,17 +111,16 @@ struct Step {
                         float& o = out[size_t(t) * N + r];
                         o = accumulate ? o + v : v;
                     }
-            }
-            pool().barrier();
+            });
         };
         int slot = 0;
-        for (int l = 0; l < m.L; ++l, slot += kCountersPerLayer) {
+        for (int l = 0; l < m.L; ++l, slot += kSlotsPerLayer) {
             const Layer& w = m.layers[l];
             float* kc = kv + int64_t(l) * 2 * Hk * D * S;       // K [Hk, D, S]
             float* vc = kc + int64_t(Hk) * D * S;              // V [Hk, S, D]
-            normed(w.ln1);
-            project(slot, w.qkv, w.qkv_b, nqkv, H, xn, qkv, false);
-            for (int item; (item = pool().claim(slot + 1)) < T * Hk;) {     // q/k norm, RoPE, K/V to the cache
+            normed(slot, w.ln1);
+            project(slot + 1, w.qkv, w.qkv_b, nqkv, H, xn, qkv, false);
+            p.parallel_for(slot + 2, T * Hk, [&](int item) {         // q/k norm, RoPE, K/V into the cache
                 const int t = item / Hk, h = item % Hk;
                 const float* row = qkv + size_t(t) * nqkv;
                 const float *c = cos + pos[t] * D, *s = sin + pos[t] * D;
@@ -144,44 +139,40 @@ struct Step {
                 float* kh = kc + int64_t(h) * D * S;
                 for (int d = 0; d < D; ++d) kh[d * S + at] = k[d];
                 std::memcpy(vc + (int64_t(h) * S + at) * D, row + size_t(Hq + Hk + h) * D, sizeof(float) * D);
-            }
-            pool().barrier();
-            for (int item; (item = pool().claim(slot + 2)) < T * Hk;) {     // attention over the context so far
+            });
+            p.parallel_for(slot + 3, T * Hk, [&](int item) {         // attention over the context so far
                 const int t = item / Hk, h = item % Hk;
                 attend(q + size_t(t) * Hq * D + size_t(h) * G * D, kc + int64_t(h) * D * S, vc + int64_t(h) * S * D,
                        tables + size_t(seq_of[t]) * table_width, int(pos[t]) + 1, G, D, S, bs, sc.data(), acc.data(),
                        attn + size_t(t) * Hq * D + size_t(h) * G * D);
-            }
-            pool().barrier();
-            project(slot + 3, w.o, w.o_b, H, Hq * D, attn, resid, true);
-            normed(w.ln2);
-            for (int c; (c = pool().claim(slot + 4) * (kRows / 2)) < I;) {   // gate rows c.., up rows I + c..
-                const int j1 = std::min(I, c + kRows / 2), n = j1 - c;
+            });
+            project(slot + 4, w.o, w.o_b, H, Hq * D, attn, resid, true);
+            normed(slot + 5, w.ln2);
+            constexpr int half = kRows / 2;                            // gate rows c.., up rows I + c..
+            p.parallel_for(slot + 6, (I + half - 1) / half, [&](int chunk) {
+                const int c = chunk * half, j1 = std::min(I, c + half), n = j1 - c;
                 matmul_rows(w.gate_up, H, xn, H, T, c, j1, y.data(), kRows);
-                matmul_rows(w.gate_up, H, xn, H, T, I + c, I + j1, y.data() + kRows / 2, kRows);
+                matmul_rows(w.gate_up, H, xn, H, T, I + c, I + j1, y.data() + half, kRows);
                 for (int t = 0; t < T; ++t)
                     for (int j = 0; j < n; ++j) {
-                        float g = y[size_t(t) * kRows + j], u = y[size_t(t) * kRows + kRows / 2 + j];
+                        float g = y[size_t(t) * kRows + j], u = y[size_t(t) * kRows + half + j];
                         if (w.gate_up_b) g += w.gate_up_b[c + j], u += w.gate_up_b[I + c + j];
                         act[size_t(t) * I + c + j] = g / (1.f + std::exp(-g)) * u;
                     }
-            }
-            pool().barrier();
-            project(slot + 5, w.down, w.down_b, H, I, act, resid, true);
+            });
+            project(slot + 7, w.down, w.down_b, H, I, act, resid, true);
         }
-        if (R == 0) return;
-        int a, b;
-        split(R, tid, nt, a, b);
-        for (int r = a; r < b; ++r) rms_norm(resid + size_t(rows[r]) * H, m.norm, H, m.eps, xn + size_t(r) * H);
-        pool().barrier();
-        for (int c; (c = pool().claim(slot) * kRows) < m.V;)
+        p.parallel_for(slot, R, [&](int r) { rms_norm(resid + size_t(rows[r]) * H, m.norm, H, m.eps, xn + size_t(r) * H); });
+        p.parallel_for(slot + 1, R ? (m.V + kRows - 1) / kRows : 0, [&](int chunk) {
+            const int c = chunk * kRows;
             matmul_rows(m.lm_head, H, xn, H, R, c, std::min(m.V, c + kRows), logits + c, m.V);
+        });
     }
 };
 
 }  // namespace
 
-extern "C" int nbinfer_llama_max_layers() { return (ThreadPool::kCounters - 1) / kCountersPerLayer; }
+extern "C" int nbinfer_llama_max_layers() { return (ThreadPool::kSlots - 2) / kSlotsPerLayer; }
 
 // dims: L, H, I, Hq, Hk, D, V. weights: embed [V, H], final norm [H], LM head [V, H], then per layer
 // ln1, qkv [(Hq+2Hk)*D, H], qkv bias, q_norm [D], k_norm [D], o [H, Hq*D], o bias, ln2, gate_up [2I, H],

@@ -1,6 +1,6 @@
 // Paged decode attention for the CPU backend (nbinfer/engine/cpu_attention.py), fp32: every decode
 // sequence of a step in one call. One work item is one (sequence, KV head) (attend.h); items are
-// claimed from a shared counter by the pool's threads, so long and short contexts balance themselves.
+// claimed by the pool's threads (parallel_for), so long and short contexts balance themselves.
 // q [B, Hk, G, D] is pre-scaled, out likewise. Built at first use by kernels/cpu_build.py.
 #include <algorithm>
 #include <cstdint>
@@ -21,11 +21,11 @@ extern "C" void nbinfer_paged_decode_f32(const float* q, const float* k, const f
     const int lmax = (maxlen + bs - 1) / bs * bs;
     pool().run(std::max(1, std::min(nthreads, B * Hk)), [&](int, int) {
         std::vector<float> sc(size_t(G) * lmax), acc(size_t(G) * D);
-        for (int item; (item = pool().claim(0)) < B * Hk;) {
+        pool().parallel_for(0, B * Hk, [&](int item) {
             const int i = item / Hk, h = item % Hk;
             attend(q + size_t(item) * G * D, k + size_t(h) * D * S, v + size_t(h) * S * D,
                    tables + size_t(i) * table_width, lens[i], G, D, S, bs, sc.data(), acc.data(),
                    out + size_t(item) * G * D);
-        }
+        });
     });
 }

@@ -20,7 +20,7 @@ namespace nbinfer {
 
 namespace {
 constexpr auto kIdleSpin = std::chrono::microseconds(200);   // between runs, before sleeping
-constexpr auto kBarrierSpin = std::chrono::microseconds(50); // in a barrier, before sleeping
+constexpr auto kPhaseSpin = std::chrono::microseconds(50);   // waiting for a phase, before sleeping
 constexpr int kYieldAfter = 1 << 14;                          // pauses before yielding the core (no futex)
 
 // Sleep while *addr == expected (Linux futex; elsewhere a yield), and wake every sleeper on addr.
@@ -86,7 +86,7 @@ void ThreadPool::worker(int id) {
 
 void ThreadPool::run(int nthreads, const std::function<void(int, int)>& fn) {
     std::lock_guard<std::mutex> serial(run_mutex_);
-    for (auto& c : counters_) c.value.store(0, std::memory_order_relaxed);
+    for (auto& s : slots_) s.next.store(0, std::memory_order_relaxed), s.done.store(0, std::memory_order_relaxed);
     if (nthreads <= 1) {
         active_ = 1;
         fn(0, 1);
@@ -98,7 +98,6 @@ void ThreadPool::run(int nthreads, const std::function<void(int, int)>& fn) {
     }
     job_ = &fn;
     active_ = nthreads;
-    arrived_.store(0, std::memory_order_relaxed);
     pending_.store(int(workers_.size()), std::memory_order_relaxed);
     {
         std::lock_guard<std::mutex> lk(wake_mutex_);   // a worker about to sleep cannot miss this
@@ -109,26 +108,21 @@ void ThreadPool::run(int nthreads, const std::function<void(int, int)>& fn) {
     spin_until([&] { return pending_.load(std::memory_order_acquire) == 0; });
 }
 
-// Spin briefly (phases are balanced: the others arrive within microseconds on an idle machine), then
-// sleep on a futex: on a machine busy with other work a waiting thread then gives its core to the one
-// it waits for instead of spinning it away.
-void ThreadPool::barrier() {
-    if (active_ <= 1) return;
-    const uint32_t phase = phase_.load(std::memory_order_acquire);
-    if (arrived_.fetch_add(1, std::memory_order_acq_rel) == active_ - 1) {
-        arrived_.store(0, std::memory_order_relaxed);
-        phase_.fetch_add(1, std::memory_order_seq_cst);
-        if (sleepers_.load(std::memory_order_seq_cst) > 0) futex_wake_all(&phase_);
-        return;
-    }
+void ThreadPool::finished(Slot& s) {
+    if (sleepers_.load(std::memory_order_seq_cst) > 0) futex_wake_all(&s.done);
+}
+
+void ThreadPool::wait_done(Slot& s, int n) {
     const auto start = std::chrono::steady_clock::now();
-    for (int i = 0; phase_.load(std::memory_order_acquire) == phase; ++i) {
-        if ((i & 63) || std::chrono::steady_clock::now() - start < kBarrierSpin) {
+    for (int i = 0;; ++i) {
+        const uint32_t done = s.done.load(std::memory_order_acquire);
+        if (int(done) >= n) return;
+        if ((i & 63) || std::chrono::steady_clock::now() - start < kPhaseSpin) {
             cpu_relax();
             continue;
         }
         sleepers_.fetch_add(1, std::memory_order_seq_cst);
-        if (phase_.load(std::memory_order_seq_cst) == phase) futex_wait(&phase_, phase);
+        if (s.done.load(std::memory_order_seq_cst) == done) futex_wait(&s.done, done);
         sleepers_.fetch_sub(1, std::memory_order_seq_cst);
     }
 }
