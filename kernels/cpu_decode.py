@@ -1,4 +1,5 @@
-"""The CPU backend's decode-attention kernel (cpu/paged_decode.cpp, built by cpu_build.py).
+"""The CPU backend's paged-attention kernels (cpu/paged_attention.cpp, built by cpu_build.py): decode
+(one query token per sequence) and prefill (every prefill token of a step, causal, through the tables).
 
 Why C++ and not torch ops: a decode step's attention is one small GEMM pair per sequence, so a torch
 loop pays Python and dispatch overhead per sequence and runs on one core (each OpenMP region entered
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 
+import numpy as np
 import torch
 
 from . import cpu_build
@@ -23,6 +25,9 @@ def load():
         fn = lib.nbinfer_paged_decode_f32
         fn.restype = None
         fn.argtypes = [ctypes.c_void_p] * 6 + [ctypes.c_int] * 4 + [ctypes.c_int64] + [ctypes.c_int] * 3
+        fn = lib.nbinfer_paged_prefill_f32
+        fn.restype = None
+        fn.argtypes = [ctypes.c_void_p] * 7 + [ctypes.c_int] * 4 + [ctypes.c_int64] + [ctypes.c_int] * 3
         lib._paged_decode_ready = True
     return lib
 
@@ -44,3 +49,20 @@ def paged_decode(lib, qs: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Te
     lib.nbinfer_paged_decode_f32(qs.data_ptr(), k_cache.data_ptr(), v_cache.data_ptr(), block_tables.data_ptr(),
                                  seq_lens.data_ptr(), out.data_ptr(), b, hk, g, d, k_cache.shape[2],
                                  block_tables.shape[1], block_size, threads)
+
+
+def paged_prefill(lib, qs: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, block_tables: torch.Tensor,
+                  query_lens: list[int], seq_lens: list[int], out: torch.Tensor, block_size: int, threads: int) -> None:
+    """Causal attention of every prefill token over its sequence's context, in one call: sequence i
+    owns the next query_lens[i] rows of qs / out, at positions seq_lens[i] - query_lens[i] .. seq_lens[i] - 1,
+    and its block table is row i of block_tables. qs, out [T, Hk, G, D] (qs pre-scaled); caches as in
+    paged_decode, with the new tokens' K/V already written."""
+    t, hk, g, d = qs.shape
+    for x in (qs, k_cache, v_cache, block_tables, out):
+        assert x.is_contiguous() and x.device.type == "cpu"
+    assert block_tables.dtype == torch.int32 and sum(query_lens) == t
+    seq_of = np.repeat(np.arange(len(query_lens), dtype=np.int32), query_lens)
+    pos = np.concatenate([np.arange(n - q, n, dtype=np.int64) for q, n in zip(query_lens, seq_lens)])
+    lib.nbinfer_paged_prefill_f32(qs.data_ptr(), k_cache.data_ptr(), v_cache.data_ptr(), block_tables.data_ptr(),
+                                  seq_of.ctypes.data, pos.ctypes.data, out.data_ptr(), t, hk, g, d, k_cache.shape[2],
+                                  block_tables.shape[1], block_size, threads)

@@ -65,6 +65,13 @@ class CpuAttention:
             else:
                 self._decode(qs, k_cache, v_cache, meta, out)
         pos = nd
+        if nd < meta.num_seqs and self.kernel is not None and cpu_decode.supports(q, k_cache.shape[1]):
+            # every prefill token of the step in one C++ call (SDPA with GQA takes torch's slow math path)
+            grouped = (-1, k_cache.shape[0], q.shape[1] // k_cache.shape[0], q.shape[2])
+            cpu_decode.paged_prefill(self.kernel, (q[nd:] * scale).view(grouped), k_cache, v_cache,
+                                     meta.block_tables[nd:], meta.query_lens_cpu[nd:], meta.seq_lens_cpu[nd:],
+                                     out[nd:].view(grouped), self.block_size, self.threads)
+            return out
         for i in range(nd, meta.num_seqs):
             qlen, ctx = meta.query_lens_cpu[i], meta.seq_lens_cpu[i]
             if ctx == qlen:    # nothing cached before this chunk: attend to the new tokens only
