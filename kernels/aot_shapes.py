@@ -1,6 +1,6 @@
 """Every Triton launch the engine makes, at its models' shapes, compiled ahead of time for sm_80 and sm_90.
 
-    python -m nbinfer.kernels.aot_shapes [--arch 80 90] [--jobs N] [--json PATH]
+    python -m nbinfer.kernels.aot_shapes [--arch 80 90] [--groups 1 2 4 8] [--jobs N] [--json PATH]
 
 prints registers, shared memory and stack (spills) per kernel and exits 1 if any kernel spills.
 tests/test_kernel_aot.py runs it in CI (no GPU needed). Run it without TRITON_INTERPRET: interpreted
@@ -36,11 +36,11 @@ H100_SMS = 132
 EXTRA_HIDDEN = (8192,)           # a 70B model's RMSNorm row (BLOCK 8192, 16 warps)
 
 
-def engine_launches() -> list[Launch]:
+def engine_launches(groups=GROUPS) -> list[Launch]:
     """The distinct launches (kernel, types, constexprs, alignment, warps) of a mixed decode + prefill step."""
     mods = (decode_attention, extend_attention, kv_write, rms_norm, rope, silu_mul)
     with recording(*mods) as launches:
-        for dtype, head_dim, group in product(DTYPES, HEAD_DIMS, GROUPS):
+        for dtype, head_dim, group in product(DTYPES, HEAD_DIMS, groups):
             _step(dtype, head_dim, group)
         for dtype, hidden in product(DTYPES, EXTRA_HIDDEN):
             _norms(dtype, hidden)
@@ -108,13 +108,15 @@ def table(results: list[Resources]) -> str:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m nbinfer.kernels.aot_shapes", description=__doc__.splitlines()[0])
     p.add_argument("--arch", type=int, nargs="+", default=[80, 90])
+    p.add_argument("--groups", type=int, nargs="+", default=list(GROUPS),
+                   help="GQA groups (query heads per KV head); 2, 4 and 8 share one code path (16-row dot tiles)")
     p.add_argument("--jobs", type=int, default=None)
     p.add_argument("--json", default=None, help="also write the results here")
     args = p.parse_args(argv)
     if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
         print("unset TRITON_INTERPRET: interpreted kernels cannot be compiled ahead of time", file=sys.stderr)
         return 2
-    results = compile_all(engine_launches(), tuple(args.arch), args.jobs)
+    results = compile_all(engine_launches(tuple(args.groups)), tuple(args.arch), args.jobs)
     print(table(results))
     if args.json:
         with open(args.json, "w") as f:

@@ -1,6 +1,9 @@
 """The GPU path compiles, checked without a GPU: every launched Triton kernel, at the shapes the engine
 launches (head_dim 64/128, GQA groups 1-8, block size 16, fp16/bf16), compiles ahead of time for sm_80
-and sm_90 (ptxas ships with triton) without register spills. Registers and shared memory per kernel
+and sm_90 (ptxas ships with triton) without register spills. Groups 1, 2 and 8: group 1 takes the
+decode kernel's no-dot path, and every group from 2 to 16 the same 16-row dot tiles, so 4 would add
+compile time and nothing else (`python -m nbinfer.kernels.aot_shapes` alone compiles 4 too). Measured:
+95 s of CPU with a cold triton cache (reruns hit the cache: seconds), spread over every core. Registers and shared memory per kernel
 are printed (pytest -s shows them).
 
 It runs `python -m nbinfer.kernels.aot_shapes` in a subprocess without TRITON_INTERPRET: the kernel
@@ -29,7 +32,7 @@ def _launched_kernels() -> set[str]:
 def test_every_triton_kernel_compiles_for_sm80_and_sm90_without_spills(tmp_path):
     out = tmp_path / "aot.json"
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    proc = subprocess.run([sys.executable, "-m", "nbinfer.kernels.aot_shapes", "--json", str(out)],
+    proc = subprocess.run([sys.executable, "-m", "nbinfer.kernels.aot_shapes", "--groups", "1", "2", "8", "--json", str(out)],
                           env=env, capture_output=True, text=True, timeout=1800)
     print(proc.stdout)
     assert proc.returncode == 0, proc.stderr[-4000:]
@@ -41,7 +44,7 @@ def test_every_triton_kernel_compiles_for_sm80_and_sm90_without_spills(tmp_path)
     decode = {r["launch"] for r in results if r["kernel"] == "_decode_kernel"}
     for dtype in ("fp16", "bf16"):
         for head_dim in (64, 128):
-            for group in (1, 2, 4, 8):
+            for group in (1, 2, 8):
                 shape = f"GROUP={group}, HEAD_DIM={head_dim}, PAGE=16"
                 assert any(f"[{dtype}" in d and shape in d and "NUM_SPLITS=1," in d for d in decode), (dtype, shape)
                 assert any(f"[{dtype}" in d and shape in d and "NUM_SPLITS=1," not in d for d in decode), (dtype, shape)
