@@ -6,6 +6,7 @@
 // L1 (one token: bound by streaming the weights from memory, which is then the whole cost). Weight rows
 // are read once per block of 4 and reused for every token, so a step reads its weights once.
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 
@@ -123,20 +124,26 @@ inline void dot_4x3(const float* __restrict w, int K, const float* __restrict x,
         for (int i = 0; i < 4; ++i) y[c * ldy + i] = ghsum(as[c][i]) + dot_tail(ws[i], xs[c], k, K);
 }
 
-// Y[t * ldy + (r - r0)] = W[r, :K] . X[t, :K] for rows r in [r0, r1), tokens t < T
+// Y[t * ldy + (r - r0)] = W[r, :K] . X[t, :K] for rows r in [r0, r1), tokens t < T. Tokens go in tiles of
+// ~128 KB of X, so a tile stays in L2 while every 4-row block of the chunk reads it (all of X at once
+// spills out of L2 past ~50 tokens, and each block then re-reads it from L3: measured 0.6x MKL at 256).
 inline void matmul_rows(const float* __restrict W, int K, const float* __restrict X, int64_t ldx, int T,
                         int r0, int r1, float* __restrict Y, int64_t ldy) {
-    int r = r0;
-    for (; r + 4 <= r1; r += 4) {
-        const float* w = W + int64_t(r) * K;
-        float* y = Y + (r - r0);
-        int t = 0;
-        for (; t + 3 <= T; t += 3) dot_4x3(w, K, X + t * ldx, ldx, y + t * ldy, ldy);
-        if (t + 2 == T) dot_4x2(w, K, X + t * ldx, ldx, y + t * ldy, ldy);
-        else if (t + 1 == T) dot_4x1(w, K, X + t * ldx, y + t * ldy);
+    const int tile = std::max(3, (32768 / std::max(K, 1)) / 3 * 3);
+    for (int t0 = 0; t0 < T; t0 += tile) {
+        const int t1 = std::min(T, t0 + tile);
+        int r = r0;
+        for (; r + 4 <= r1; r += 4) {
+            const float* w = W + int64_t(r) * K;
+            float* y = Y + (r - r0);
+            int t = t0;
+            for (; t + 3 <= t1; t += 3) dot_4x3(w, K, X + t * ldx, ldx, y + t * ldy, ldy);
+            if (t + 2 == t1) dot_4x2(w, K, X + t * ldx, ldx, y + t * ldy, ldy);
+            else if (t + 1 == t1) dot_4x1(w, K, X + t * ldx, y + t * ldy);
+        }
+        for (; r < r1; ++r)
+            for (int t = t0; t < t1; ++t) dot_1x1(W + int64_t(r) * K, K, X + t * ldx, Y + t * ldy + (r - r0));
     }
-    for (; r < r1; ++r)
-        for (int t = 0; t < T; ++t) dot_1x1(W + int64_t(r) * K, K, X + t * ldx, Y + t * ldy + (r - r0));
 }
 
 }  // namespace nbinfer
