@@ -74,10 +74,10 @@ def test_bench_runs_vllm_and_llama_cpp_peers_through_the_python_given(tmp_path, 
     rc = main(["bench", "--shape", "tiny", "--workload", "batch", "--num-prompts", "3", "--scale", "0.05",
                "--reps", "2", "--max-num-seqs", "4", "--peer", "vllm", "--peer", "llama-cpp",
                "--peer-python", f"vllm={py}", "--peer-python", f"llama-cpp={py}", "--gguf", str(gguf),
-               "--json", str(out)])
+               "--peer-dtype", "vllm=bfloat16", "--json", str(out)])
     assert rc == 0
     printed = capsys.readouterr().out
-    assert "| vllm (float32)" in printed and "| llama.cpp (q4_1)" in printed     # the ratio table
+    assert "| vllm (bfloat16)" in printed and "| llama.cpp (q4_1)" in printed    # the ratio table
     data = json.loads(out.read_text())
     assert [r["system"] for r in data["rows"]] == ["nbinfer", "vllm", "llama.cpp"]
     for row in data["rows"]:
@@ -116,7 +116,9 @@ def test_bench_bad_arguments_are_one_line_errors(tmp_path, capsys, monkeypatch):
                  f"llama-cpp={_fake_peer_python(tmp_path)}"]) == 2
     assert "--peer llama-cpp needs --gguf" in capsys.readouterr().err
     assert main(["bench", "--shape", "tiny", "--peer-python", "tgi=/usr/bin/python3"]) == 2
-    assert "--peer-python takes NAME=PATH" in capsys.readouterr().err
+    assert "--peer-python takes NAME=VALUE" in capsys.readouterr().err
+    assert main(["bench", "--shape", "tiny", "--peer-dtype", "vllm=int3"]) == 2
+    assert "dtype must be" in capsys.readouterr().err
     if __import__("importlib").util.find_spec("vllm") is None:
         assert main(["bench", "--shape", "tiny", "--peer", "vllm"]) == 2
         assert "pass --peer-python vllm=" in capsys.readouterr().err

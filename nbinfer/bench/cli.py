@@ -34,6 +34,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--peer-python", action="append", metavar="NAME=PATH",
                    help="run peer NAME with this Python, e.g. vllm=/venvs/vllm/bin/python (default: this "
                         "Python, where the peer's package imports)")
+    p.add_argument("--peer-dtype", action="append", metavar="NAME=DTYPE",
+                   help="run peer NAME in another dtype than nbinfer's, e.g. vllm=bfloat16 (default: --dtype)")
     p.add_argument("--gguf", default=None, help="the GGUF file of the same model, for --peer llama-cpp")
     p.add_argument("--hf", dest="hf", action="store_true", default=True, help="run HF generate when no --peer is given (default)")
     p.add_argument("--no-hf", dest="hf", action="store_false", help="no peer unless --peer names one")
@@ -117,8 +119,8 @@ def _chat_prompt(llm) -> list[int] | None:
 
 
 def run_bench(model=None, shape=None, workload="mixed", num_prompts=None, scale=1.0, reps=3, device="auto",
-              dtype="auto", max_num_seqs=256, peer=None, peer_python=None, gguf=None, hf=True, hf_batch_size=None,
-              roofline=True, seed=0, json=None, log=print) -> dict:
+              dtype="auto", max_num_seqs=256, peer=None, peer_python=None, peer_dtype=None, gguf=None, hf=True,
+              hf_batch_size=None, roofline=True, seed=0, json=None, log=print) -> dict:
     """Run the benchmark; returns {"summaries", "table", "ratio_table", "ratios", ...}. Also used by
     %nbinfer bench. On a CPU the systems are all loaded and their repetitions interleaved (drift on a
     shared machine hits each alike); on CUDA they run one after another (one engine's memory pool at a time)."""
@@ -127,7 +129,7 @@ def run_bench(model=None, shape=None, workload="mixed", num_prompts=None, scale=
     from nbinfer.engine.model_runner import resolve_device, resolve_dtype
 
     from .metrics import Summary, agreement, percentile
-    from .peers import parse_peer_pythons, peer_python as python_for
+    from .peers import parse_peer_options, peer_python as python_for
     from .report import ratio_table, ratios, roofline_table, table
     from .shapes import make_model_dir
     from .workloads import make_workload
@@ -135,7 +137,9 @@ def run_bench(model=None, shape=None, workload="mixed", num_prompts=None, scale=
     if reps < 1:
         raise ValueError("--reps must be >= 1")
     peer_names = list(dict.fromkeys(peer or (["hf"] if hf else [])))
-    overrides = parse_peer_pythons(peer_python)
+    overrides = parse_peer_options(peer_python, "--peer-python")
+    dtypes = {n: str(resolve_dtype(d, resolve_device(device))).replace("torch.", "")
+              for n, d in parse_peer_options(peer_dtype, "--peer-dtype").items()}
     pythons = {name: python_for(name, overrides) for name in peer_names}     # fail before loading anything
     if "llama-cpp" in peer_names and not (gguf and Path(gguf).is_file()):
         raise ValueError(f"--peer llama-cpp needs --gguf PATH to a GGUF file of the same model (got {gguf!r})")
@@ -155,7 +159,7 @@ def run_bench(model=None, shape=None, workload="mixed", num_prompts=None, scale=
     job = dict(model=str(model_dir), dtype=dtype_name, device=str(dev), dummy=dummy,
                threads=torch.get_num_threads(), gguf=str(gguf) if gguf else None, batch_size=hf_batch_size,
                max_num_seqs=max_num_seqs)
-    systems = [ours] + [_PeerSystem(n, pythons[n], job) for n in peer_names]
+    systems = [ours] + [_PeerSystem(n, pythons[n], {**job, "dtype": dtypes.get(n, dtype_name)}) for n in peer_names]
     runs: dict[str, list] = {s.name: [] for s in systems}
     result: dict = {"label": label, "device": str(dev), "workload": workload}
 

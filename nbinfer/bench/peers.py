@@ -23,16 +23,16 @@ PEERS = {"hf": "transformers", "vllm": "vllm", "llama-cpp": "llama_cpp"}
 WORKER = Path(__file__).with_name("peer_side") / "worker.py"
 
 
-def parse_peer_pythons(items: list[str] | None) -> dict[str, str]:
-    """["vllm=/venv/bin/python", ...] -> {"vllm": "/venv/bin/python"}."""
+def parse_peer_options(items: list[str] | None, flag: str) -> dict[str, str]:
+    """["vllm=/venv/bin/python", ...] -> {"vllm": "/venv/bin/python"} (--peer-python, --peer-dtype)."""
     out = {}
     for item in items or []:
-        name, sep, path = item.partition("=")
-        if not sep or name not in PEERS or not path:
-            raise ValueError(f"--peer-python takes NAME=PATH with NAME one of {', '.join(PEERS)}, got {item!r}")
-        if not os.access(path, os.X_OK):
-            raise ValueError(f"--peer-python {name}: {path} is not an executable Python")
-        out[name] = path
+        name, sep, value = item.partition("=")
+        if not sep or name not in PEERS or not value:
+            raise ValueError(f"{flag} takes NAME=VALUE with NAME one of {', '.join(PEERS)}, got {item!r}")
+        if flag == "--peer-python" and not os.access(value, os.X_OK):
+            raise ValueError(f"--peer-python {name}: {value} is not an executable Python")
+        out[name] = value
     return out
 
 
