@@ -21,7 +21,7 @@ from .compiler import (STATE_GEN, STATE_SELECT, VALUE, _walk_same_scope, compile
                        parse_cell)
 from .context import ProgramRun
 from .executor import StateExecutor
-from .program import SglFunction, start_run
+from .program import SglFunction, program_names, start_run
 from .sampling import RunDefaults
 from .state import ProgramState
 
@@ -52,7 +52,7 @@ class SglCell:
         """Execute a definitions cell; returns the names of the programs it (re)defined."""
         ns = self.namespace
         before = {k: v for k, v in ns.items() if isinstance(v, SglFunction)}
-        injected = {k: v for k, v in interpreter.sgl_names().items() if k not in ns and not k.startswith("__")}
+        injected = {k: v for k, v in program_names().items() if k not in ns and not k.startswith("__")}
         ns.update(injected)         # @instruct / @function without an import, for this cell only
         try:
             exec(self.code, ns)
@@ -68,7 +68,7 @@ class SglCell:
         """Run the cell's program on a fresh state (now, or streaming on its own thread)."""
         run = ProgramRun(backend, defaults, "cell")
         state = ProgramState(StateExecutor(run), stream=stream)
-        self._injected = interpreter.sgl_names()
+        self._injected = program_names()
         ns = dict(self._injected)
         ns.update(self.namespace)
         ns.update(args or {})

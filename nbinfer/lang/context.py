@@ -73,6 +73,21 @@ class ProgramRun:
         if self.cancelled.is_set():
             raise ProgramCancelled(f"program {self.program_id} was cancelled")
 
+    def end_forks(self) -> BaseException | None:
+        """The program has ended: let every fork finish what it was given; returns the first error
+        one of them hit (one that nobody read)."""
+        for exe in self.forks:
+            exe.end()
+        first = None
+        for exe in self.forks:
+            try:
+                exe.sync()
+            except ProgramCancelled:
+                pass
+            except BaseException as e:
+                first = first or e
+        return first
+
 
 def cancel_runs(runs) -> None:
     """ProgramRun.cancel for many runs at once: every in-flight request of all of them is aborted
