@@ -1,14 +1,16 @@
 """Where a program's requests go: the backend registry, the default and fallback backends, the
 sampling defaults run() and run_batch() share, and the language's one-way imports."""
 import ast
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
 import nbinfer as sgl
-from nbinfer.lang.backends import Backend, as_backend, backend_kinds, base, default, register_backend
+from nbinfer.lang.backends import GenResult, as_backend, backend_kinds, base, default, register_backend
 from nbinfer.lang.backends import register_fallback_backend
-from nbinfer.lang.errors import SglError
+from nbinfer.lang.errors import ProgramCancelled, SglError
 from test_sgl_runtime import ScriptedBackend
 
 LANG = Path(sgl.__file__).parent / "lang"
@@ -156,3 +158,42 @@ def test_the_language_imports_one_way():
         visit(module)
     # api.py is the facade on top: only the package imports it
     assert [m for m, targets in graph.items() if "nbinfer.lang.api" in targets] == ["nbinfer.lang"]
+
+
+class RemoteRequest:
+    """What a remote backend tracks for a request in flight: only cancel()."""
+
+    def __init__(self):
+        self.cancelled = threading.Event()
+
+    def cancel(self):
+        self.cancelled.set()
+
+
+class RemoteLikeBackend(ScriptedBackend):
+    """Streams until the program is cancelled, as a remote server's response would."""
+
+    def __init__(self):
+        super().__init__()
+        self.requests = []
+
+    def generate(self, prompt, req, run, on_delta=None):
+        request = RemoteRequest()
+        token = run.track(request)
+        self.requests.append(request)
+        try:
+            request.cancelled.wait(30)
+            run.check()
+        finally:
+            run.untrack(token)
+        return GenResult("unreachable")
+
+
+def test_cancelling_a_program_aborts_a_non_engine_backends_requests(isolated):
+    remote = RemoteLikeBackend()
+    st = hello.run(backend=remote, stream=True)
+    deadline = time.monotonic() + 30
+    while not remote.requests and time.monotonic() < deadline:
+        time.sleep(0.01)
+    st.cancel()
+    assert isinstance(st.error(), ProgramCancelled) and remote.requests[0].cancelled.is_set()

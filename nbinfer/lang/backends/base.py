@@ -34,7 +34,14 @@ class GenResult:
 
 
 class Backend(ABC):
-    """What a program needs from a model."""
+    """What a program needs from a model.
+
+    Must: `chat_template` (role edges; a ChatTemplate over the model's tokenizer, or over an object
+    without a template for SGLang's plain roles), `generate`, `choice_logprobs`. May: the rest.
+    For Ctrl-C and cancel() to reach a request, call run.check() before sending it and keep it
+    registered with run.track(request) (anything with cancel()) until it ends (run.untrack);
+    record its token counts with run.stats.record(...).
+    """
 
     kind: ClassVar[str | None] = None       # its name in the registry (set by @register_backend)
     serves: ClassVar[str] = ""              # what `wrap` accepts, in words, for error messages
