@@ -15,6 +15,12 @@ import sys
 
 from IPython.core.error import UsageError
 
+from nbinfer.lang.backends import as_backend, get_default_backend, register_fallback_backend
+from nbinfer.lang.cell import SglCell
+from nbinfer.lang.errors import SglError, describe_error
+from nbinfer.lang.sampling import RunDefaults
+
+from . import session
 from .argtypes import float_in, identifier, int_min
 
 USAGE = "%%sgl [--out VAR] [--show-ir] [--temperature T] [--max-tokens N] [--arg NAME=VALUE]..."
@@ -56,23 +62,16 @@ def parse_line(line: str) -> argparse.Namespace:
 def _backend():
     """The notebook's engine; else a default backend set with sgl.set_default_backend / SGLModel;
     else the notebook's engine loads its default model."""
-    from nbinfer.lang.api import _as_backend, get_default_backend
-
-    from . import session
     llm = session.current_llm()
     if llm is not None:
-        return _as_backend(llm)
+        return as_backend(llm)
     default = get_default_backend()
     if default is not None:
         return default
-    return _as_backend(session.get_llm())
+    return as_backend(session.get_llm())
 
 
 def sgl_cell(line: str, cell: str, shell) -> object:
-    from nbinfer.lang.cell import SglCell
-    from nbinfer.lang.errors import SglError, describe_error
-    from nbinfer.lang.sampling import RunDefaults
-
     opts = parse_line(line)
     ns = shell.user_ns
     # line 1 of the cell is the `%%sgl` line: number the body from 2, as the notebook shows it
@@ -122,6 +121,10 @@ def sgl_cell(line: str, cell: str, shell) -> object:
 
 def register(ipython) -> None:
     """Called by nbinfer's IPython extension (`%load_ext nbinfer`)."""
+    # programs run outside %%sgl cells (f.run() in a Python cell) find the notebook's engine too,
+    # when no default backend is set; current_llm never loads one
+    register_fallback_backend(session.current_llm)
+
     def sgl(line, cell):
         return sgl_cell(line, cell, ipython)
     sgl.__doc__ = __doc__
