@@ -130,8 +130,8 @@ def _batch_title(f: Frame) -> str:
     n = f.num_requests
     title = f'Batch · <span class="nbinfer-request-count">{n}</span> request{"s" * (n != 1)}'
     if f.sequences_differ:
-        title += (f' <span style="text-transform:none;letter-spacing:0;font-weight:400">(n = samples per '
-                  f'request; each sample is one of the {f.num_running + f.num_waiting} sequences above)</span>')
+        title += (' <span style="text-transform:none;letter-spacing:0;font-weight:400">(n = samples per '
+                  'request; each sample runs as its own sequence, as the header counts them)</span>')
     return title
 
 
