@@ -8,6 +8,7 @@
   faked 200,000-block GPU pool: a readable grid, hover naming a range and its owners.
 
 Screenshots go to artifacts/ (dashboard-*.png): look at them."""
+import contextlib
 import json
 import os
 import socket
@@ -203,14 +204,25 @@ def browser():
         b.close()
 
 
-def _open(browser, lab: Lab, name: str):
+@contextlib.contextmanager
+def _opened(browser, lab: Lab, name: str):
+    """A page with notebook `name` open and its kernel connected. On failure, a screenshot of what the
+    browser showed (the first thing to look at in a CI log); afterwards the page closes and every
+    kernel shuts down, so the next notebook starts on a fresh one."""
     page = browser.new_page(viewport={"width": 1280, "height": 1400})
-    # ?reset: open this notebook alone, not also the tabs the workspace remembers
-    page.goto(f"{lab.base}/lab/tree/{name}?reset&token={TOKEN}", timeout=120_000)
-    page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=120_000)
-    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=180_000)
-    page.wait_for_selector("text=nbinfer browser test | Idle", timeout=180_000)   # kernel connected
-    return page
+    try:
+        # ?reset: open this notebook alone, not also the tabs the workspace remembers
+        page.goto(f"{lab.base}/lab/tree/{name}?reset&token={TOKEN}", timeout=120_000)
+        page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=120_000)
+        page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=180_000)
+        page.wait_for_selector("text=nbinfer browser test | Idle", timeout=180_000)   # kernel connected
+        yield page
+    except BaseException:
+        page.screenshot(path=str(ARTIFACTS / "browser-failure.png"))
+        raise
+    finally:
+        page.close()
+        lab.shut_down_kernels()
 
 
 # what one dashboard shows, every part read in one go (JS runs to completion: no frame lands midway)
@@ -305,8 +317,7 @@ def _dashboard_state(nb: dict) -> dict:
 
 
 def test_dashboard_in_jupyterlab(lab, browser):
-    page = _open(browser, lab, "dashboard.ipynb")
-    try:
+    with _opened(browser, lab, "dashboard.ipynb") as page:
         _run_cell(page, 0)
         page.wait_for_selector("text=nbinfer: loaded", timeout=60_000)
         _run_cell(page, DASHBOARD)
@@ -383,46 +394,30 @@ def test_dashboard_in_jupyterlab(lab, browser):
         cells.nth(BACKGROUND).locator("text=tokens in").wait_for(timeout=120_000)
         other = cells.nth(OTHER).locator(".jp-OutputArea").inner_text()
         assert "Tom" not in other and "tokens in" not in other, other
-    except BaseException:
-        # what the browser showed when it went wrong: the first thing to look at in a CI log
-        page.screenshot(path=str(ARTIFACTS / "browser-failure.png"))
-        raise
-    finally:
-        page.close()
 
     # reopened later (a new kernel): the saved widget state draws the last frame saved (autosave may
     # have saved a later one than ours)...
-    lab.shut_down_kernels()
     saved = json.loads((lab.root / "dashboard.ipynb").read_text())
     state = _dashboard_state(saved)
     saved_cached = int(state["occupancy_label"].split(" cached")[0].split("·")[-1].replace(",", ""))
-    page = _open(browser, lab, "dashboard.ipynb")
-    try:
+    with _opened(browser, lab, "dashboard.ipynb") as page:
         page.wait_for_selector("canvas.nbinfer-blockmap-canvas", timeout=60_000)
         reopened = _read(page)
         assert reopened["cachedBlocks"] == saved_cached and reopened["frame"] == state["frame_id"], reopened
         assert page.locator(".nbinfer-dashboard-snapshot").is_hidden()
         page.locator(".nbinfer-dashboard").screenshot(path=str(ARTIFACTS / "dashboard-reopened.png"))
-    finally:
-        page.close()
     # ...and without widget state (saveState off, the default), the snapshot shows the last frame
-    lab.shut_down_kernels()
     saved["metadata"].pop("widgets", None)
     lab.write_trusted("no_widget_state.ipynb", saved)
-    page = _open(browser, lab, "no_widget_state.ipynb")
-    try:
+    with _opened(browser, lab, "no_widget_state.ipynb") as page:
         snap = page.locator(".nbinfer-dashboard-snapshot")
         snap.wait_for(timeout=60_000)
         assert snap.is_visible() and f"/ {saved_cached} cached /" in snap.inner_text()
         snap.screenshot(path=str(ARTIFACTS / "dashboard-snapshot.png"))
-    finally:
-        page.close()
-        lab.shut_down_kernels()
 
 
 def test_block_map_of_big_pools(lab, browser):
-    page = _open(browser, lab, "big_pools.ipynb")
-    try:
+    with _opened(browser, lab, "big_pools.ipynb") as page:
         _run_cell(page, 0)
         page.wait_for_selector("text=nbinfer: loaded", timeout=120_000)
         _run_cell(page, 1)
@@ -462,9 +457,3 @@ def test_block_map_of_big_pools(lab, browser):
         hover = _hover_first(page, 1, "used by req-1 ")
         assert "blocks 0–195 (196): 196 used by req-1 (196)" in hover, hover
         page.locator(".nbinfer-dashboard").nth(1).screenshot(path=str(ARTIFACTS / "dashboard-200000.png"))
-    except BaseException:
-        page.screenshot(path=str(ARTIFACTS / "browser-failure.png"))
-        raise
-    finally:
-        page.close()
-        lab.shut_down_kernels()

@@ -131,7 +131,7 @@ def _batch_title(f: Frame) -> str:
     title = f'Batch · <span class="nbinfer-request-count">{n}</span> request{"s" * (n != 1)}'
     if f.sequences_differ:
         title += (' <span style="text-transform:none;letter-spacing:0;font-weight:400">(n = samples per '
-                  'request; each sample runs as its own sequence, as the header counts them)</span>')
+                  'request; each runs as one sequence)</span>')
     return title
 
 
