@@ -249,6 +249,13 @@ def test_widget_view_and_snapshot_outputs(dashboard, monkeypatch):
     clock[0] += 10
     dashboard.apply(last, [], [])                              # unchanged: no update
     assert len(pub.outputs) == 3
+    for _ in range(snapshot.MAX_OUTPUTS + 2):                  # shown again and again: the newest are kept
+        dashboard.show()
+    clock[0] += 10
+    dashboard.apply(first, [], [])
+    updated = [o["transient"]["display_id"] for o in pub.outputs if o["update"]][1:]
+    newest = [o["transient"]["display_id"] for o in pub.outputs if not o["update"] and o.get("transient")]
+    assert updated == newest[-snapshot.MAX_OUTPUTS:]
 
 
 @pytest.fixture

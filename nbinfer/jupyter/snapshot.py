@@ -23,6 +23,7 @@ from .status import status_html, status_text
 from .widgets import SNAPSHOT_CLASS
 
 INTERVAL_S = 1.0
+MAX_OUTPUTS = 8              # snapshots kept current: the newest views (older cells are likely gone)
 BYTES_PER_S = 100_000        # a busy 200,000-block map is ~250 kB of SVG: then one refresh per 2.5 s
 
 
@@ -51,7 +52,7 @@ class Snapshot:
         with self._lock:
             if not self._outputs:
                 self._frame, self._last = frame, self.clock()
-            self._outputs.append(display_id)
+            self._outputs = [*self._outputs, display_id][-MAX_OUTPUTS:]
 
     def refresh(self, frame: Frame | None, now: bool = False) -> None:
         """Bring every snapshot output to `frame`, unless one was sent within the interval (and not
