@@ -249,6 +249,15 @@ _READ = """(root) => {
 }"""
 
 
+# records what every drawn frame shows (dashboard.js sets data-frame last, after drawing every part)
+_RECORD_FRAMES = f"""(root) => {{
+    window.nbinferFrames = [];
+    const read = {_READ};
+    new MutationObserver(() => window.nbinferFrames.push(read(root)))
+        .observe(root, {{attributes: true, attributeFilter: ['data-frame']}});
+}}"""
+
+
 def _read(page, index: int = 0) -> dict:
     return page.locator(".nbinfer-dashboard").nth(index).evaluate(_READ)
 
@@ -333,28 +342,30 @@ def test_dashboard_in_jupyterlab(lab, browser):
         page.wait_for_function("+document.querySelector('canvas.nbinfer-blockmap-canvas').dataset.cached >= 2",
                                timeout=60_000)         # the opening is now a cached prefix
 
+        # every frame the browser draws is recorded in the page itself, so a slow test process (or
+        # a busy machine) misses none of them
+        page.locator(".nbinfer-dashboard").evaluate(_RECORD_FRAMES)
         _run_cell(page, GENERATE)
-        samples, shot = [], False
+        shot = False
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline:
             now = _read(page)
-            samples.append(now)
-            if not shot and len([s for s in samples if s["used"] > 0]) >= 2:
+            if not shot and now["used"] > 0:              # best effort: the run may outpace us
                 page.locator(".nbinfer-dashboard").screenshot(path=str(ARTIFACTS / "dashboard-256.png"))
                 shot = True
             done = page.locator(".jp-Notebook .jp-Cell").nth(GENERATE).locator("text=tokens in").count() > 0
             if done and now["used"] == 0:
                 break
             time.sleep(0.1)
+        samples = page.evaluate("window.nbinferFrames")
 
         busy = [s for s in samples if s["used"] > 0]
-        assert len(busy) >= 2, f"the block map showed used blocks in {len(busy)} of {len(samples)} samples"
+        assert len(busy) >= 2, f"the block map showed used blocks in {len(busy)} of {len(samples)} frames"
         assert max(s["occupancy"] for s in samples) > 0
         assert len({s["used"] for s in busy}) > 1, "the block map did not change while generating"
         assert len({s["occupancy"] for s in samples}) > 2, "occupancy did not change while generating"
         assert max(s["shared"] for s in samples) >= 2, "the shared opening never showed as shared blocks"
-        assert shot
-        # one frame everywhere: the map, the occupancy label and the table agree in every sample
+        # one frame everywhere: the map, the occupancy label and the table agree in every frame drawn
         for s in samples:
             assert s["usedBlocks"] == s["labelUsed"] and s["rows"] == s["requests"], s
         # -n 2: the header counts sequences, the table requests, and both say so
