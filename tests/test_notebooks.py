@@ -48,6 +48,6 @@ def test_notebook_runs_without_errors(path, kernel_dirs, tmp_path):
     if any("%nbinfer dashboard" in c.source for c in nb.cells if c.cell_type == "code"):
         # the dashboard's last frame is saved with the notebook
         state = nb.metadata.get("widgets", {}).get(WIDGET_STATE, {}).get("state", {})
-        blockmaps = [m for m in state.values() if m.get("state", {}).get("_anywidget_id", "").endswith("BlockMap")]
-        assert blockmaps, "no block-map widget state was saved"
+        views = [m for m in state.values() if m.get("state", {}).get("_anywidget_id", "").endswith("DashboardView")]
+        assert views, "no dashboard widget state was saved"
     (tmp_path / path.name).write_text(nbformat.writes(nb))     # the executed copy, for inspection

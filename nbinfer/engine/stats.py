@@ -54,34 +54,44 @@ class EngineStats:
 
 
 class ThroughputMeter:
-    """Tokens per second over a sliding window of recent steps."""
+    """Tokens per second over a sliding window of recent steps; 0 as soon as the engine is idle.
 
-    def __init__(self, window_s: float = 5.0):
+    While it has work the engine runs steps back to back, so a pause longer than IDLE_S (or than twice
+    the longest recent step, when steps are slow) means nothing is running: the rates then read 0 at
+    once, rather than averaging the finished run over the rest of the window ("idle · 239 tok/s").
+    """
+
+    IDLE_S = 1.0
+
+    def __init__(self, window_s: float = 5.0, clock=time.monotonic):
         self.window_s = window_s
-        self._events: deque[tuple[float, int, int]] = deque()
+        self._clock = clock
+        self._events: deque[tuple[float, float, int, int]] = deque()   # (start, end, prefill, decode)
         self._lock = threading.Lock()
 
     def record(self, step_start: float, prefill_tokens: int, decode_tokens: int) -> None:
-        """A step that began at step_start (time.monotonic()) and has just ended."""
-        now = time.monotonic()
+        """A step that began at step_start (the meter's clock, time.monotonic()) and has just ended."""
+        now = self._clock()
         with self._lock:
-            self._events.append((step_start, prefill_tokens, decode_tokens))
+            self._events.append((step_start, now, prefill_tokens, decode_tokens))
             self._trim(now)
 
     def _trim(self, now: float) -> None:
-        while self._events and now - self._events[0][0] > self.window_s:
+        while self._events and now - self._events[0][1] > self.window_s:
             self._events.popleft()
 
     def rates(self) -> tuple[float, float]:
-        now = time.monotonic()
+        now = self._clock()
         with self._lock:
             self._trim(now)
             if not self._events:
                 return 0.0, 0.0
-            prefill = sum(e[1] for e in self._events)
-            decode = sum(e[2] for e in self._events)
+            longest = max(end - start for start, end, _, _ in self._events)
+            if now - self._events[-1][1] > max(self.IDLE_S, 2 * longest):
+                return 0.0, 0.0
+            prefill = sum(e[2] for e in self._events)
+            decode = sum(e[3] for e in self._events)
             first = self._events[0][0]
-        # divide by the time since the oldest step in the window began, so a short burst reads at
-        # its true rate and an idle engine decays to zero
-        span = min(self.window_s, max(now - first, 1e-6))
+        # over the time since the oldest counted step began: a short burst reads at its true rate
+        span = max(now - first, 1e-6)
         return prefill / span, decode / span
