@@ -128,10 +128,13 @@ def test_subcommands_can_be_added(ip, capsys):
     ("", "give a subcommand"),
     ("frob", "invalid choice: 'frob'"),
     ("load --dtype int8", "argument --dtype: invalid choice"),
-    ("load --block-size 0", "--block-size: expected a positive integer, got '0'"),
-    ("load --block-size x", "--block-size: expected a positive integer, got 'x'"),
-    ("load --num-kv-blocks -3", "--num-kv-blocks: expected a positive integer"),
-    ("load --gpu-memory-utilization 1.5", "--gpu-memory-utilization: expected a number in (0, 1]"),
+    # ranges are the engine config's own checks, named by flag
+    ("load --block-size 0", "--block-size must be a positive integer, got 0"),
+    ("load --block-size x", "argument --block-size: expected an integer, got 'x'"),
+    ("load --num-kv-blocks -3", "--num-kv-blocks must be a positive integer, got -3"),
+    ("load --gpu-memory-utilization 1.5", "--gpu-memory-utilization must be in (0, 1], got 1.5"),
+    ("load --gpu-memory-utilization nan", "--gpu-memory-utilization must be in (0, 1], got nan"),
+    ("load --device tpu", "argument --device: invalid choice: 'tpu' (choose from auto, cpu, cuda"),
     ("load --attention-backend cuda", "--attention-backend: invalid choice"),
     ("load --num-kv", "unrecognized arguments: --num-kv"),       # no abbreviations
     ("load --bogus", "unrecognized arguments: --bogus"),
@@ -183,6 +186,43 @@ def test_failed_load_is_one_line_and_leaves_nothing_loaded(ip, tmp_path):
     msg = usage_error(ip.run_line_magic, "nbinfer", f"load {tmp_path}")
     assert msg.startswith("%nbinfer load:")
     assert session.current_llm() is None
+
+
+def test_a_bad_option_keeps_the_loaded_model(ip, loaded):
+    """Options are checked as LLM(...) checks them before anything is unloaded: a typo must not
+    cost the model that is loaded."""
+    for line in ("load --device tpu", "load --block-size 0", "load --max-num-seqs -1", "load --dtype int8"):
+        usage_error(ip.run_line_magic, "nbinfer", line)
+        assert session.current_llm() is loaded and loaded.engine is not None
+
+
+@pytest.mark.parametrize("corrupt", [False, True])
+def test_any_load_failure_is_one_line_and_says_the_old_model_was_unloaded(ip, loaded, llama_dir, tmp_path,
+                                                                          corrupt):
+    model = tmp_path / "model"
+    expected = f"model path '{model}' does not exist"
+    if corrupt:
+        # not a ValueError: safetensors' own error type, which printed a full traceback before
+        shutil.copytree(llama_dir, model)
+        (model / "model.safetensors").write_bytes(b"garbage" * 10)
+        expected = "SafetensorError: Error while deserializing header"
+    msg = usage_error(ip.run_line_magic, "nbinfer", f"load {model}")
+    assert msg.startswith("%nbinfer load: ") and expected in msg, msg
+    assert f"(the previous model, {llama_dir} (float32, cpu), was unloaded)" in msg, msg
+    assert session.current_llm() is None and loaded.engine is None
+
+
+def test_an_unexpected_load_error_is_one_line_too(ip, monkeypatch):
+    import nbinfer
+
+    def broken(**kwargs):
+        raise RuntimeError("CUDA error: device-side assert triggered\nCompile with TORCH_USE_CUDA_DSA")
+
+    session.unload_llm()
+    monkeypatch.setattr(nbinfer, "LLM", broken)
+    msg = usage_error(ip.run_line_magic, "nbinfer", "load")
+    assert msg == ("%nbinfer load: RuntimeError: CUDA error: device-side assert triggered Compile with "
+                   "TORCH_USE_CUDA_DSA"), msg           # nothing was loaded, so nothing was unloaded
 
 
 def test_get_llm_autoloads_the_default_model(ip, capsys):
@@ -308,6 +348,8 @@ def test_chat_without_template_is_a_usage_error(ip, llama_dir, tmp_path):
     ("--max-tokens many", "x", "argument --max-tokens: expected an integer, got 'many'"),
     ("--temperature -1", "x", "--temperature must be >= 0.0"),
     ("--temperature hot", "x", "argument --temperature: expected a number"),
+    ("--temperature nan", "x", "--temperature must be a finite number, got 'nan'"),
+    ("--top-p inf", "x", "--top-p must be in [0.0, 1.0], got 'inf'"),
     ("--top-p 1.5", "x", "--top-p must be in [0.0, 1.0]"),
     ("--top-k 0", "x", "SamplingParams.top_k must be -1 (disabled) or >= 1"),
     ("--top-k x", "x", "argument --top-k: expected an integer"),
@@ -471,3 +513,4 @@ def test_stop_button_cancels_frees_and_engine_keeps_running(ip, loaded):
     assert session.current_llm() is loaded
     gen(ip, "--max-tokens 3 --out after", "still alive")
     assert ip.user_ns["after"].done and ip.user_ns["after"].error is None
+
