@@ -388,8 +388,9 @@ def test_interrupt_between_submits_cancels_what_was_submitted(ip, loaded, monkey
         return submitted[-1]
 
     monkeypatch.setattr(loaded, "submit", submit)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt) as stopped:
         gen(ip, "--max-tokens 2000", "Once upon a time\n---\nThe quick brown fox\n---\nA paged KV cache")
+    assert stopped.value._render_traceback_() == ["interrupted: 1 request cancelled, its KV blocks freed"]
     assert len(submitted) == 1 and submitted[0].done()
     assert submitted[0].result().outputs[0].finish_reason == "abort"
     s = loaded.stats()
@@ -503,8 +504,10 @@ def test_stop_button_cancels_frees_and_engine_keeps_running(ip, loaded):
 
     generation["old"] = ip.user_ns.get("stopme")
     threading.Thread(target=interrupt_when_streaming, daemon=True).start()
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt) as stopped:
         gen(ip, "--max-tokens 2000 -n 2 --out stopme", "Once upon a time\n---\nThe quick brown fox")
+    # what IPython shows instead of a traceback (the kernel test checks it reaches the notebook)
+    assert stopped.value._render_traceback_() == ["interrupted: 2 requests cancelled, their KV blocks freed"]
     g = ip.user_ns["stopme"]
     assert g.interrupted and g.done
     assert any(c.finish_reason == "abort" for o in g.outputs for c in o.outputs)
@@ -514,3 +517,49 @@ def test_stop_button_cancels_frees_and_engine_keeps_running(ip, loaded):
     gen(ip, "--max-tokens 3 --out after", "still alive")
     assert ip.user_ns["after"].done and ip.user_ns["after"].error is None
 
+
+def _interrupt_when(condition, timeout=30.0):
+    """Ctrl-C in the main thread (what the stop button does) once condition() holds."""
+    def watch():
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if condition():
+                _thread.interrupt_main()
+                return
+            time.sleep(0.005)
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def test_stop_button_shows_one_line_and_no_nbinfer_frames(ip, loaded, capsys):
+    """Through IPython's own error display, as a notebook shows it: one line, the cell in error."""
+    ip.user_ns.pop("oneline", None)
+    _interrupt_when(lambda: "oneline" in ip.user_ns and any(ip.user_ns["oneline"].texts))
+    result = ip.run_cell("%%generate --max-tokens 2000 --out oneline\nOnce upon a time")
+    assert isinstance(result.error_in_exec, KeyboardInterrupt)       # the cell failed: Run All stops
+    out = capsys.readouterr().out
+    assert out.rstrip().endswith("\ninterrupted: 1 request cancelled, its KV blocks freed"), out
+    assert "Traceback" not in out and "generation.py" not in out and "magics.py" not in out
+    assert loaded.stats().blocks_used == 0
+
+
+def test_a_click_after_the_run_finished_claims_nothing(ip, loaded, monkeypatch):
+    """The stop button pressed while the cell paints its last frame: every request had finished, so
+    nothing was cancelled and the result is not marked interrupted; the cell still stops (Run All)."""
+    real_follow = generation_mod.LiveDisplay.follow
+
+    def follow_then_click(self):
+        real_follow(self)
+        assert self.generation.done
+        raise KeyboardInterrupt
+
+    pub = CapturingDisplayPublisher()
+    monkeypatch.setattr(ip, "display_pub", pub)
+    monkeypatch.setattr(generation_mod, "in_kernel", lambda: True)
+    monkeypatch.setattr(generation_mod.LiveDisplay, "follow", follow_then_click)
+    with pytest.raises(KeyboardInterrupt) as stopped:
+        gen(ip, "--max-tokens 5 --out late", "Once upon a time")
+    assert stopped.value._render_traceback_() == [
+        "interrupted after the generation had finished; nothing was cancelled"]
+    late = ip.user_ns["late"]
+    assert not late.interrupted and "finished: length" in late._status_line()
+    assert "finished: length" in pub.outputs[-1]["data"]["text/plain"]

@@ -10,6 +10,7 @@ from .argtypes import float_in, identifier, int_min
 from .magic_parser import MagicParser
 from . import session
 from .generation import Generation, run_background, run_foreground
+from .interrupts import cancelled_interrupt, count_aborted
 from .prompts import interpolate, split_prompts
 
 
@@ -103,6 +104,8 @@ class NbinferMagics(Magics):
             if isinstance(e, (ValueError, TypeError)):
                 where = f"prompt {i + 1}: " if len(payloads) > 1 else ""
                 raise UsageError(f"%%generate: {where}{e}") from None
+            if isinstance(e, KeyboardInterrupt):
+                raise cancelled_interrupt(count_aborted(handles)) from None
             raise
         generation._attach(handles)
         if args.out:
