@@ -94,8 +94,8 @@ def dashboard(args, shell):
         try:
             from .dashboard import show_dashboard
         except ImportError as e:                # ipywidgets / anywidget missing: say so, show a snapshot
-            print(f"nbinfer: the live dashboard needs ipywidgets and anywidget ({e}); "
-                  "pip install 'nbinfer[jupyter]'. A snapshot instead:")
+            print(f"nbinfer: the live dashboard needs ipywidgets and anywidget ({e}), which "
+                  "`pip install nbinfer` installs. A snapshot instead:")
             static = True
     if static:
         llm = session.current_llm()
