@@ -109,6 +109,8 @@ class ExtendedConfig(EngineConfig):
     kv_offload_gib: float = 0.0          # GiB of KV blocks kept in host memory
                                          # when the device pool is full
     speculative: bool = False            # draft tokens with a smaller model
+    draft_model: str | None = dataclasses.field(default=None, metadata={"help": "the draft model"})
+    rope_scaling: dict | None = None     # API only: no flag for a dict
 
 
 def test_a_new_engine_option_is_written_once(monkeypatch):
@@ -116,10 +118,12 @@ def test_a_new_engine_option_is_written_once(monkeypatch):
     without a line in the magics."""
     monkeypatch.setattr(config_flags, "EngineConfig", ExtendedConfig)
     parser = load_parser()
-    assert {"--kv-offload-gib", "--speculative"} <= set(parser.flags())
+    assert {"--kv-offload-gib", "--speculative", "--draft-model"} <= set(parser.flags())
+    assert "--rope-scaling" not in parser.flags()
     help_text = " ".join(parser.format_help().split())
     assert ("--kv-offload-gib F GiB of KV blocks kept in host memory when the device pool is full "
             "(default: 0.0)") in help_text
+    assert "--draft-model DRAFT_MODEL the draft model" in help_text
     args = parser.parse_line("--kv-offload-gib 1.5 --speculative --block-size 8")
     options = config_flags.engine_options(args)
     assert options["kv_offload_gib"] == 1.5 and options["speculative"] is True and options["block_size"] == 8

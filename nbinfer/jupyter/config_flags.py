@@ -2,8 +2,8 @@
 
 Every field of EngineConfig but `model` (the positional MODEL) becomes a flag: its name
 (block_size -> --block-size), its type (int, float, str; a bool is `--x` when it defaults to False
-and `--no-x` when it defaults to True), its default, its help (the comment written beside the field,
-as simple_parsing reads them) and its choices (the config's ATTENTION_BACKENDS, DTYPES, ...). Ranges
+and `--no-x` when it defaults to True), its default, its help (field metadata "help", else the
+comment written beside the field, as simple_parsing reads them) and its choices (the config's ATTENTION_BACKENDS, DTYPES, ...). Ranges
 are not repeated here: EngineConfig checks the values itself (check_config), so the magic and
 LLM(...) accept exactly the same options.
 """
@@ -35,6 +35,11 @@ def flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+def negated(name: str) -> str:
+    """The flag that turns a default-True option off (vLLM's spelling: --no-enable-prefix-caching)."""
+    return "--no-" + name.replace("_", "-")
+
+
 def flag_fields() -> list[dataclasses.Field]:
     return [f for f in dataclasses.fields(EngineConfig) if f.name != POSITIONAL]
 
@@ -45,12 +50,13 @@ def add_engine_flags(p: argparse.ArgumentParser) -> None:
     hints = typing.get_type_hints(EngineConfig)
     for f in flag_fields():
         kind = _base_type(hints[f.name])
+        if kind not in (bool, int, float, str):
+            continue                     # not one word on a command line (a dict, a torch.dtype): API only
         # argparse %-formats help strings: a literal % in a comment ("20% of RAM") must be doubled
-        text = comments.get(f.name, "").replace("%", "%%")
+        text = (f.metadata.get("help") or comments.get(f.name, "")).replace("%", "%%")
         if kind is bool:
-            name = flag(f.name) if not f.default else "--no-" + flag(f.name)[2:]
-            p.add_argument(name, dest=f.name, action="store_false" if f.default else "store_true",
-                           help=text or None)
+            p.add_argument(negated(f.name) if f.default else flag(f.name), dest=f.name,
+                           action="store_false" if f.default else "store_true", help=text or None)
             continue
         default = f"(default: {f.default})" if f.default is not None else ""
         text = f"{text} {default}".strip()
@@ -64,18 +70,18 @@ def add_engine_flags(p: argparse.ArgumentParser) -> None:
             p.add_argument(flag(f.name), type=convert, default=f.default,
                            metavar=_METAVARS.get(kind, f.name.upper()), help=text)
     for alias, (name, value) in ALIASES.items():
-        p.add_argument(alias, dest=name, action="store_const", const=value, help=f"the same as "
-                       f"{'--no-' + flag(name)[2:] if value is False else flag(name)}")
+        p.add_argument(alias, dest=name, action="store_const", const=value,
+                       help=f"the same as {negated(name) if value is False else flag(name)}")
 
 
 def engine_options(args: argparse.Namespace) -> dict:
     """The EngineConfig keyword arguments (all but model) that the parsed flags name."""
-    return {f.name: getattr(args, f.name) for f in flag_fields()}
+    return {f.name: getattr(args, f.name) for f in flag_fields() if hasattr(args, f.name)}
 
 
 def check_config(model: str | None, options: dict) -> None:
-    """Validate the options as LLM(...) will, before anything is unloaded; a ValueError/TypeError names
-    the flag ("--block-size must be a positive integer, got 0") rather than the field."""
+    """Validate the options as LLM(...) will, before anything is unloaded. Raises ValueError naming the
+    flag ("--block-size must be a positive integer, got 0") where the config's message names the field."""
     try:
         EngineConfig.from_kwargs(model=model, **options)
     except (ValueError, TypeError) as e:
@@ -84,7 +90,7 @@ def check_config(model: str | None, options: dict) -> None:
             if message.startswith((f.name + " ", f.name + "=")):
                 message = flag(f.name) + message[len(f.name):]
                 break
-        raise type(e)(message) from None
+        raise ValueError(message) from None
 
 
 def _base_type(hint) -> type:

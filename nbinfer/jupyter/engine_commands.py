@@ -24,7 +24,7 @@ def load(args, shell):
     options = engine_options(args)
     try:
         check_config(args.model, options)       # a bad option must not cost the loaded model
-    except (ValueError, TypeError) as e:
+    except ValueError as e:
         raise UsageError(f"%nbinfer load: {e}") from None
     previous = session.unload_llm()
     if previous:
