@@ -57,6 +57,16 @@ def test_a_misspelt_flag_names_the_right_one(ip, kind, magic, line, hint):
     assert hint in msg, msg
 
 
+@pytest.mark.parametrize("kind, magic, line, expected", [
+    ("cell", "generate", "--help", "%%generate: the help is `%%generate?`"),
+    ("line", "nbinfer", "load -h", "%nbinfer load: the help is `%nbinfer?`"),
+    ("cell", "sgl", "-h", "%%sgl: the help is `%%sgl?`; usage: %%sgl [--out VAR]"),
+])
+def test_asking_for_help_points_to_the_magics_help(ip, kind, magic, line, expected):
+    run = ip.run_cell_magic if kind == "cell" else ip.run_line_magic
+    assert usage_error(run, magic, line, *(["x\n"] if kind == "cell" else [])).startswith(expected)
+
+
 @pytest.mark.parametrize("kind, magic, line", [
     ("cell", "generate", "--bogus"),
     ("cell", "generate", "stray"),          # a stray value is not a typo of a flag

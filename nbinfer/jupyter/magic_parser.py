@@ -38,6 +38,8 @@ class MagicParser(argparse.ArgumentParser):
             words = split_line(line)
         except UsageError as e:
             self.error(str(e))
+        if "-h" in words or "--help" in words:
+            self.error(f"the help is `{self.prog.split()[0]}?`")
         args, unknown = self.parse_known_args(words)
         if unknown:
             self.error(f"unrecognized arguments: {' '.join(unknown)}{self._did_you_mean(unknown)}")
