@@ -8,7 +8,7 @@ import sys
 COMMANDS = {
     "demo": ("nbinfer.demo", "generate a few completions with the bundled default model"),
     "bench": ("nbinfer.bench.cli", "throughput/latency benchmark side by side with HF transformers"),
-    "install-kernel": ("nbinfer.jupyter.kernelspec", "install a Jupyter kernel that preloads %%load_ext nbinfer"),
+    "install-kernel": ("nbinfer.jupyter.kernelspec", "install a Jupyter kernel that preloads %load_ext nbinfer"),
 }
 
 
@@ -18,7 +18,8 @@ def main(argv: list[str] | None = None) -> int:
     sub.required = True
     modules = {}
     for name, (module, help_text) in COMMANDS.items():
-        p = sub.add_parser(name, help=help_text, description=help_text)
+        # argparse %-formats a subcommand's help line (the overview), not its description
+        p = sub.add_parser(name, help=help_text.replace("%", "%%"), description=help_text)
         try:
             modules[name] = importlib.import_module(module)
         except ImportError:

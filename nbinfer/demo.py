@@ -70,11 +70,15 @@ def run(args: argparse.Namespace) -> int:
         generated = sum(len(c.token_ids) for o in outputs for c in o.outputs)
         prompt_tokens = sum(len(o.prompt_token_ids) for o in outputs)
         print(style.dim(
-            f"\n{len(outputs)} prompts in one batch (up to {s.peak_num_running} running at once): "
+            f"\n{_count(len(outputs), 'prompt')} in one batch (up to {s.peak_num_running} running at once): "
             f"{prompt_tokens} prompt + {generated} generated tokens in {elapsed:.2f} s = "
             f"{generated / elapsed:,.0f} tok/s · {s.steps_total} engine steps · KV cache "
             f"{s.blocks_total} blocks × {s.block_size} tokens"))
     return 0
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'s' * (n != 1)}"
 
 
 class _Style:

@@ -3,7 +3,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
+# Every list of choices is defined once, here: the magics' flags and the docs take theirs from these.
 ATTENTION_BACKENDS = ("auto", "cpu", "torch", "triton")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+DEVICES = ("auto", "cpu", "cuda")        # "cuda:N" names one GPU
+SCHEDULE_POLICIES = ("auto", "fcfs", "lpm")
+LOAD_FORMATS = ("auto", "dummy")
 
 
 @dataclass(frozen=True)

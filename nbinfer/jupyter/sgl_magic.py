@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import shlex
 import sys
 
 from IPython.core.error import UsageError
@@ -22,13 +21,9 @@ from nbinfer.lang.sampling import RunDefaults
 
 from . import session
 from .argtypes import float_in, identifier, int_min
+from .magic_parser import MagicParser
 
 USAGE = "%%sgl [--out VAR] [--show-ir] [--temperature T] [--max-tokens N] [--arg NAME=VALUE]..."
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):       # one line, no usage dump, no SystemExit
-        raise UsageError(f"%%sgl: {message}; usage: {USAGE}")
 
 
 def _program_arg(text: str) -> tuple[str, object]:
@@ -41,8 +36,8 @@ def _program_arg(text: str) -> tuple[str, object]:
         return name, value                       # ... anything else is the text itself
 
 
-def _parser() -> _Parser:
-    p = _Parser(prog="%%sgl", add_help=False, allow_abbrev=False)
+def _parser() -> MagicParser:
+    p = MagicParser(prog="%%sgl", hint=f"usage: {USAGE}")
     p.add_argument("--out", type=identifier, metavar="VAR")
     p.add_argument("--show-ir", action="store_true")
     p.add_argument("--temperature", type=float_in(0), metavar="T")
@@ -52,11 +47,7 @@ def _parser() -> _Parser:
 
 
 def parse_line(line: str) -> argparse.Namespace:
-    try:
-        words = shlex.split(line)
-    except ValueError as e:
-        raise UsageError(f"%%sgl: {e}; usage: {USAGE}") from None
-    return _parser().parse_args(words)
+    return _parser().parse_line(line)
 
 
 def _backend():
