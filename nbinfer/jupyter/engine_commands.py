@@ -15,7 +15,7 @@ from .commands import subcommand
 
 def _load_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", nargs="?", default=None, metavar="MODEL",
-                   help="local folder or Hugging Face hub id (default: the bundled default model)")
+                   help="folder, .gguf file, named model or hub id (default: smollm2-135m-instruct)")
     p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--block-size", type=positive_int, default=16, metavar="N", help="tokens per KV block")
