@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib.metadata
 import json
 import os
 import shutil
@@ -28,7 +29,7 @@ import torch
 from .cache_dir import cache_root
 
 SOURCE_FILE = "gguf_source.json"
-_FORMAT = 1          # bump when the derived folder's contents change, so old cache entries are not reused
+_FORMAT = 2          # bump when the derived folder's contents change, so old cache entries are not reused
 
 # transformers' model_type for a GGUF file -> our architecture name
 ARCHITECTURES = {"llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM",
@@ -60,8 +61,7 @@ def model_folder(file: Path) -> Path:
 
     file = file.resolve()
     stat = file.stat()
-    import gguf
-    versions = f"{transformers.__version__}|{getattr(gguf, '__version__', '')}|{_FORMAT}"
+    versions = f"{transformers.__version__}|{importlib.metadata.version('gguf')}|{_FORMAT}"
     key = hashlib.sha256(f"{file}|{stat.st_size}|{stat.st_mtime_ns}|{versions}".encode()).hexdigest()[:16]
     folder = cache_root() / "gguf" / f"{file.stem}-{key}"
     if (folder / SOURCE_FILE).exists():
@@ -105,13 +105,19 @@ def _write_folder(file: Path, out: Path) -> None:
                          f"support (supported: {', '.join(ARCHITECTURES)})")
     reader = GGUFReader(file)
     _check_types(reader, file)
+    fields = reader.fields
+    gguf_arch = str(fields["general.architecture"].contents())
+    # transformers takes Qwen's head size from its config class's default, not from the file (a
+    # Qwen3 whose head_dim is not 128 would load wrong); llama.cpp writes it as the key length
+    key_length = fields.get(f"{gguf_arch}.attention.key_length")
+    if key_length is not None:
+        config.head_dim = int(key_length.contents())
     config.architectures = [arch]
     config.save_pretrained(out)
     try:
         AutoTokenizer.from_pretrained(file.parent, gguf_file=file.name).save_pretrained(out)
     except Exception as e:
         raise ValueError(f"cannot build a tokenizer from the GGUF file {file}: {_first_line(e)}") from None
-    fields = reader.fields
     generation = {"eos_token_id": sorted({int(fields[k].contents()) for k in _EOG_KEYS if k in fields})}
     for key, name in _SAMPLING_KEYS.items():
         if f"general.sampling.{key}" in fields:
@@ -119,7 +125,7 @@ def _write_folder(file: Path, out: Path) -> None:
     (out / "generation_config.json").write_text(json.dumps(generation, indent=2))
     table = [{"name": t.name, "type": t.tensor_type.name, "offset": int(t.data_offset),
               "dtype": t.data.dtype.str, "shape": list(t.data.shape)} for t in reader.tensors]
-    source = {"path": str(file), "architecture": str(fields["general.architecture"].contents()), "tensors": table}
+    source = {"path": str(file), "architecture": gguf_arch, "tensors": table}
     (out / SOURCE_FILE).write_text(json.dumps(source))
 
 
