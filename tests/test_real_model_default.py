@@ -166,3 +166,17 @@ def test_notebook_session_autoloads_the_real_default(monkeypatch):
         assert "Paris" in ip.user_ns.pop("capital").text
     finally:
         session.unload_llm()
+
+
+def test_none_and_bundled_name_the_bundled_model_without_fetching(tmp_path, monkeypatch):
+    from nbinfer import default_model_path
+    from nbinfer.models.loader import resolve_model_path
+
+    def no_pip(*args, **kwargs):
+        raise AssertionError("the bundled model needs no fetch")
+    monkeypatch.setattr(named.subprocess, "Popen", no_pip)
+    assert resolve_model_path(None) == resolve_model_path("bundled") == default_model_path()
+    monkeypatch.chdir(tmp_path)                      # a local folder of that name wins, as any path does
+    (tmp_path / "bundled").mkdir()
+    (tmp_path / "bundled" / "config.json").write_text("{}")
+    assert resolve_model_path("bundled").resolve() == (tmp_path / "bundled").resolve()

@@ -38,12 +38,12 @@ def default_model_path() -> Path:
 def resolve_model_path(model: str | os.PathLike | None, revision: str | None = None) -> Path:
     """The folder to load: a model folder as given, the cached folder derived from a GGUF file, the
     bundled model's folder, or a hub snapshot. Named models are fetched on first use."""
-    if model is None or str(model) == BUNDLED:
+    path = None if model is None else Path(model).expanduser()
+    if path is None or (str(model) == BUNDLED and not path.exists()):
         path = default_model_path()
         if not (path / "config.json").exists():
             raise ValueError(f"the bundled default model is missing at {path}; reinstall nbinfer")
         return path
-    path = Path(model).expanduser()
     if not path.exists() and str(model) in NAMED_MODELS:
         try:
             path = named_model_file(str(model))
