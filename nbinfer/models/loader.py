@@ -67,8 +67,7 @@ def resolve_model_path(model: str | os.PathLike | None, revision: str | None = N
         return Path(snapshot_download(name, revision=revision, allow_patterns=_HUB_PATTERNS))
     except Exception as e:  # offline, unknown repo, gated, ...: one sentence, not a traceback
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ValueError(f"model {name!r} is not a local folder, a .gguf file or a named model "
-                         f"({', '.join(NAMED_MODELS)}), and the Hugging Face hub could not provide "
+        raise ValueError(f"model {name!r} is not a local folder and the Hugging Face hub could not provide "
                          f"it: {reason}") from None
 
 
