@@ -6,7 +6,7 @@ import importlib
 import sys
 
 COMMANDS = {
-    "demo": ("nbinfer.demo", "generate a few completions with the bundled default model"),
+    "demo": ("nbinfer.demo", "generate a few completions with the default model (smollm2-135m-instruct)"),
     "bench": ("nbinfer.bench.cli", "throughput/latency benchmark side by side with HF transformers"),
     "install-kernel": ("nbinfer.jupyter.kernelspec", "install a Jupyter kernel that preloads %load_ext nbinfer"),
 }

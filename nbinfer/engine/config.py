@@ -33,6 +33,7 @@ class EngineConfig:
     trust_remote_code: bool = False
     load_format: str = "auto"            # "auto": safetensors; "dummy": random weights (benchmarks)
     revision: str | None = None
+    tokenizer: str | None = None         # tokenizer from elsewhere (folder, .gguf, hub id); None = the model's
 
     def __post_init__(self):
         def positive(name, allow_none=False):

@@ -38,7 +38,7 @@ class Engine:
         self.path = resolve_model_path(cfg.model, cfg.revision)
         hf_config = load_hf_config(self.path, cfg.trust_remote_code)
         self.model_config = ModelConfig.from_hf(hf_config, architecture_of(hf_config, self.path))
-        self.tokenizer = load_tokenizer(self.path, cfg.trust_remote_code)
+        self.tokenizer = load_tokenizer(cfg.tokenizer or self.path, cfg.trust_remote_code)
         self.eos_ids = eos_token_ids(self.tokenizer, self.path)
         self.generation_defaults = sampling_defaults(self.path)
         self.device = resolve_device(cfg.device)

@@ -15,7 +15,7 @@ from .config_flags import add_engine_flags, check_config, engine_options
 
 def _load_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", nargs="?", default=None, metavar="MODEL",
-                   help="local folder or Hugging Face hub id (default: the bundled default model)")
+                   help="folder, .gguf file, named model or hub id (default: smollm2-135m-instruct)")
     add_engine_flags(p)
 
 

@@ -60,7 +60,7 @@ class NbinferMagics(Magics):
         The body is the prompt; {name} and {name.attr} are replaced by notebook variables (unknown
         names stay as written). Lines of exactly `---` separate several prompts, run as one batch.
         Tokens stream into the cell; with --out VAR the result is bound to VAR.
-        If no model is loaded, the bundled default model is loaded first.
+        If no model is loaded, the default model (smollm2-135m-instruct) is loaded first.
         """
         args = GENERATE_PARSER.parse_line(line)
         from nbinfer import SamplingParams
