@@ -29,7 +29,9 @@ def finish(c: CompletionOutput, drop_output: bool = False) -> tuple[str | None, 
     return c.finish_reason, c.stop_reason
 
 
-def _token(lp, tid: int) -> str:
+def _token(lp, tid: int, as_ids: bool = False) -> str:
+    if as_ids:
+        return f"token_id:{tid}"
     return lp.decoded_token if lp.decoded_token is not None else str(tid)
 
 
@@ -43,7 +45,8 @@ def prompt_logprobs_json(out: RequestOutput) -> list | None:
             for entry in out.prompt_logprobs]
 
 
-def completion_logprobs(token_ids: list[int], entries: list, start_offset: int, tokenizer) -> dict:
+def completion_logprobs(token_ids: list[int], entries: list, start_offset: int, tokenizer,
+                        as_ids: bool = False) -> dict:
     """Completions' logprobs: tokens, token_logprobs, top_logprobs ({token text: logprob}) and the
     character offset of each token in the choice's text. Positions without an entry (the first
     prompt token) have None."""
@@ -51,14 +54,14 @@ def completion_logprobs(token_ids: list[int], entries: list, start_offset: int, 
     offset = start_offset
     for tid, entry in zip(token_ids, entries):
         if entry is None:
-            tokens.append(tokenizer.decode([tid]))
+            tokens.append(f"token_id:{tid}" if as_ids else tokenizer.decode([tid]))
             token_lps.append(None)
             tops.append(None)
         else:
             lp = entry[tid]
-            tokens.append(_token(lp, tid))
+            tokens.append(_token(lp, tid, as_ids))
             token_lps.append(lp.logprob)
-            tops.append({_token(v, k): v.logprob for k, v in entry.items()})
+            tops.append({_token(v, k, as_ids): v.logprob for k, v in entry.items()})
         offsets.append(offset)
         offset += len(tokens[-1])
     return {"text_offset": offsets, "token_logprobs": token_lps, "tokens": tokens, "top_logprobs": tops}
@@ -68,15 +71,16 @@ def merge_logprobs(a: dict, b: dict) -> dict:
     return {k: a[k] + b[k] for k in a}
 
 
-def chat_logprobs(c: CompletionOutput, top: int) -> dict:
+def chat_logprobs(c: CompletionOutput, top: int, as_ids: bool = False) -> dict:
     content = []
     for tid, entry in zip(c.token_ids, c.logprobs or []):
         lp = entry[tid]
-        text = _token(lp, tid)
+        text = _token(lp, tid, as_ids)
         ranked = sorted((v.rank, k, v) for k, v in entry.items() if v.rank is not None and v.rank <= top)
         content.append({"token": text, "logprob": lp.logprob, "bytes": list(text.encode("utf-8")),
-                        "top_logprobs": [{"token": _token(v, k), "logprob": v.logprob,
-                                          "bytes": list(_token(v, k).encode("utf-8"))} for _, k, v in ranked]})
+                        "top_logprobs": [{"token": _token(v, k, as_ids), "logprob": v.logprob,
+                                          "bytes": list(_token(v, k, as_ids).encode("utf-8"))}
+                                         for _, k, v in ranked]})
     return {"content": content}
 
 

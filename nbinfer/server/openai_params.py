@@ -20,8 +20,6 @@ def refuse_unsupported(req: SamplingFields) -> None:
         raise ApiError("tool calling (tools) is not supported by nbinfer", "tools")
     if getattr(req, "tool_choice", None) not in (None, "none"):
         raise ApiError("tool_choice is not supported by nbinfer", "tool_choice")
-    if (req.model_extra or {}).get("return_tokens_as_token_ids"):
-        raise ApiError("return_tokens_as_token_ids is not supported by nbinfer", "return_tokens_as_token_ids")
     so = req.structured_outputs
     if so is not None and so.grammar is not None:
         raise ApiError("structured_outputs.grammar (EBNF) is not supported by nbinfer; use regex, json or "

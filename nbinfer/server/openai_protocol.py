@@ -75,6 +75,8 @@ class SamplingFields(ApiModel):
     guided_json: Optional[Union[dict, str]] = None
     guided_choice: Optional[list[str]] = None
     request_id: Optional[str] = None
+    return_token_ids: bool = False                # vLLM: choices carry prompt_token_ids and token_ids
+    return_tokens_as_token_ids: bool = False      # vLLM: logprob tokens as "token_id:123"
 
 
 class CompletionRequest(SamplingFields):

@@ -19,6 +19,13 @@ from .sse import sse_response
 from .state import ServerState
 
 
+def token_ids(out, c, body, planned) -> dict:
+    """vLLM's return_token_ids: the prompt's and the choice's token ids."""
+    if not body.return_token_ids:
+        return {}
+    return {"prompt_token_ids": list(out.prompt_token_ids), "token_ids": [] if planned.drop_output else list(c.token_ids)}
+
+
 def openai_router(state: ServerState) -> APIRouter:
     r = APIRouter()
 
@@ -50,12 +57,13 @@ def openai_router(state: ServerState) -> APIRouter:
             if body.logprobs is None:
                 return None
             ids, entries = ([], []) if planned.drop_output else (c.token_ids, c.logprobs)
+            as_ids = body.return_tokens_as_token_ids
             if not body.echo:
-                return completion_logprobs(ids, entries, 0, state.tokenizer)
+                return completion_logprobs(ids, entries, 0, state.tokenizer, as_ids)
             pre = completion_logprobs(out.prompt_token_ids, out.prompt_logprobs or [None] * len(out.prompt_token_ids),
-                                      0, state.tokenizer)
+                                      0, state.tokenizer, as_ids)
             return merge_logprobs(pre, completion_logprobs(ids, entries, sum(len(t) for t in pre["tokens"]),
-                                                           state.tokenizer))
+                                                           state.tokenizer, as_ids))
 
         if not body.stream:
             outputs = await submitted.outputs_unless_gone(request)
@@ -66,7 +74,8 @@ def openai_router(state: ServerState) -> APIRouter:
                     reason, stop_reason = finish(c, planned.drop_output)
                     choices.append({"index": i * n + c.index, "text": choice_text(out, c),
                                     "logprobs": choice_logprobs(out, c), "finish_reason": reason,
-                                    "stop_reason": stop_reason, "prompt_logprobs": prompt_logprobs_json(out)})
+                                    "stop_reason": stop_reason, "prompt_logprobs": prompt_logprobs_json(out),
+                                    **token_ids(out, c, body, planned)})
             return {"id": rid, "object": "text_completion", "created": created, "model": state.model_name,
                     "choices": choices, "usage": usage(outputs, planned.drop_output), "system_fingerprint": None}
 
@@ -96,7 +105,8 @@ def openai_router(state: ServerState) -> APIRouter:
                         reason, stop_reason = finish(c, planned.drop_output)
                         yield chunk([{"index": event.prompt * n + c.index, "text": "",
                                       "logprobs": choice_logprobs(out, c), "finish_reason": reason,
-                                      "stop_reason": stop_reason}])
+                                      "stop_reason": stop_reason, "prompt_logprobs": prompt_logprobs_json(out),
+                                      **token_ids(out, c, body, planned)}])
             state.metrics.record(outputs)
             if include_usage:
                 yield chunk([], usage=usage(outputs, planned.drop_output))
@@ -115,7 +125,7 @@ def openai_router(state: ServerState) -> APIRouter:
         def logprobs_of(c):
             if not body.logprobs:
                 return None
-            return {"content": []} if planned.drop_output else chat_logprobs(c, top)
+            return {"content": []} if planned.drop_output else chat_logprobs(c, top, body.return_tokens_as_token_ids)
 
         if not body.stream:
             (out,) = await submitted.outputs_unless_gone(request)
@@ -125,7 +135,8 @@ def openai_router(state: ServerState) -> APIRouter:
                 reason, stop_reason = finish(c, planned.drop_output)
                 choices.append({"index": c.index, "message": {
                     "role": "assistant", "content": "" if planned.drop_output else c.text, "tool_calls": []},
-                    "logprobs": logprobs_of(c), "finish_reason": reason, "stop_reason": stop_reason})
+                    "logprobs": logprobs_of(c), "finish_reason": reason, "stop_reason": stop_reason,
+                    **token_ids(out, c, body, planned)})
             return {"id": rid, "object": "chat.completion", "created": created, "model": state.model_name,
                     "choices": choices, "usage": usage([out], planned.drop_output),
                     "prompt_logprobs": prompt_logprobs_json(out), "system_fingerprint": None}
@@ -150,7 +161,9 @@ def openai_router(state: ServerState) -> APIRouter:
                     for c in final.outputs:
                         reason, stop_reason = finish(c, planned.drop_output)
                         yield chunk([{"index": c.index, "delta": {}, "logprobs": logprobs_of(c),
-                                      "finish_reason": reason, "stop_reason": stop_reason}])
+                                      "finish_reason": reason, "stop_reason": stop_reason,
+                                      "prompt_logprobs": prompt_logprobs_json(final),
+                                      **token_ids(final, c, body, planned)}])
             state.metrics.record([final])
             if include_usage:
                 yield chunk([], usage=usage([final], planned.drop_output))
