@@ -59,9 +59,10 @@ def from_value_error(e: Exception, rename: dict[str, str] | None = None) -> ApiE
 
 def _field_path(loc) -> str:
     parts = [str(p) for p in loc if p not in ("body", "query", "path")]
-    # pydantic names the union member it tried ("str", "list[int]", "function-after[...]"): drop those
+    # pydantic names the union member it tried ("str", "list[int]", "SglSamplingParams"): drop those
     parts = [p for p in parts if not (p.startswith(("function-", "list[", "dict[", "tagged-union"))
-                                      or p in ("str", "int", "float", "bool", "none", "list", "dict"))]
+                                      or p in ("str", "int", "float", "bool", "none", "list", "dict")
+                                      or p[:1].isupper())]
     return ".".join(parts)
 
 
