@@ -28,10 +28,12 @@ __all__ = ["RemoteLLM", "RemoteCapabilities", "RemoteFeatureError", "RemoteReque
 
 class RemoteLLM:
     def __init__(self, url: str, api_key: str | None = None, api: str = "auto", model: str | None = None,
-                 timeout: float = 600.0):
+                 timeout: float = 600.0, transport: httpx.BaseTransport | None = None):
+        """api: "openai", "sglang" or "auto" (SGLang's API for SGLang servers, else OpenAI's).
+        transport: an httpx transport (proxies, TLS settings, tests)."""
         self.url = url.rstrip("/")
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._http = httpx.Client(base_url=self.url, headers=headers,
+        self._http = httpx.Client(base_url=self.url, headers=headers, transport=transport,
                                   timeout=httpx.Timeout(timeout, connect=10.0))
         try:
             self.capabilities: RemoteCapabilities = detect(self._http, self.url, api, model)
