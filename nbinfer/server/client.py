@@ -17,6 +17,7 @@ from typing import Sequence as Seq
 
 import httpx
 
+from ..engine.handle import cancel_all
 from ..engine.outputs import RequestOutput
 from ..engine.sampling_params import SamplingParams
 from .remote_capabilities import RemoteCapabilities, RemoteFeatureError, detect
@@ -122,8 +123,7 @@ class RemoteLLM:
                 handles.append(start())
             return [h.result() for h in handles]
         except BaseException:
-            for h in handles:
-                h.cancel()
+            cancel_all(handles)
             raise
 
 

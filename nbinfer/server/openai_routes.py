@@ -26,6 +26,13 @@ def token_ids(out, c, body, planned) -> dict:
     return {"prompt_token_ids": list(out.prompt_token_ids), "token_ids": [] if planned.drop_output else list(c.token_ids)}
 
 
+def _chunker(rid: str, kind: str, created: int, model: str):
+    """A stream's chunk: the same id / object / created / model on each, these choices."""
+    def chunk(choices: list, **extra) -> dict:
+        return {"id": rid, "object": kind, "created": created, "model": model, "choices": choices, **extra}
+    return chunk
+
+
 def openai_router(state: ServerState) -> APIRouter:
     r = APIRouter()
 
@@ -81,9 +88,7 @@ def openai_router(state: ServerState) -> APIRouter:
 
         include_usage = body.stream_options is not None and body.stream_options.include_usage
 
-        def chunk(choices, **extra):
-            return {"id": rid, "object": "text_completion", "created": created, "model": state.model_name,
-                    "choices": choices, **extra}
+        chunk = _chunker(rid, "text_completion", created, state.model_name)
 
         async def chunks():
             outputs = []
@@ -143,9 +148,7 @@ def openai_router(state: ServerState) -> APIRouter:
 
         include_usage = body.stream_options is not None and body.stream_options.include_usage
 
-        def chunk(choices, **extra):
-            return {"id": rid, "object": "chat.completion.chunk", "created": created, "model": state.model_name,
-                    "choices": choices, **extra}
+        chunk = _chunker(rid, "chat.completion.chunk", created, state.model_name)
 
         async def chunks():
             yield chunk([{"index": j, "delta": {"role": "assistant", "content": ""}, "logprobs": None,
