@@ -121,8 +121,14 @@ def _fake_server(owned_by: str, version: str = "0.1", seen: list | None = None):
         if path == "/version":
             return httpx.Response(200, json={"version": version})
         if path in ("/v1/completions", "/v1/chat/completions"):
+            body = json.loads(request.content)
             if seen is not None:
-                seen.append(json.loads(request.content))
+                seen.append(body)
+            if body.get("stream") is False:        # as vLLM 0.32 answers: prompt_logprobs only here
+                return httpx.Response(200, json={"choices": [{
+                    "index": 0, "text": "x", "finish_reason": "length", "token_ids": [7],
+                    "prompt_token_ids": [1, 2], "prompt_logprobs": [
+                        None, {"2": {"logprob": -0.5, "rank": 1, "decoded_token": " b"}}]}]})
             chunks = [{"choices": [{"index": 0, "text": "hello", "finish_reason": None}]},
                       {"choices": [{"index": 0, "text": " world", "finish_reason": "length"}]}]
             body = "".join(f"data: {json.dumps(c)}\n\n" for c in chunks) + "data: [DONE]\n\n"
@@ -154,3 +160,13 @@ def test_vllm_gets_constraints_under_its_versions_field_name(version, field):
         r.generate("hi", SamplingParams(max_tokens=2), regex="[0-9]+")
     assert field in seen[0]
     assert seen[0]["return_token_ids"] is True and seen[0]["stream"] is True
+
+
+def test_prompt_logprobs_from_vllm_come_from_a_non_streamed_answer():
+    """vLLM leaves prompt_logprobs out of streamed completions (seen against vllm 0.32 by hand)."""
+    seen = []
+    with RemoteLLM("http://fake", transport=_fake_server("vllm", "0.32.0", seen)) as r:
+        out = r.generate({"prompt_token_ids": [1, 2]}, SamplingParams(max_tokens=1, prompt_logprobs=0))[0]
+    assert seen[0]["stream"] is False and seen[0]["prompt_logprobs"] == 0
+    assert out.prompt_logprobs[1][2].logprob == -0.5 and out.outputs[0].token_ids == [7]
+    assert out.outputs[0].text == "x" and out.prompt_token_ids == [1, 2]

@@ -49,8 +49,7 @@ def plan(values: dict, rename: dict[str, str] | None = None, defaults: dict | No
             drop = True
             merged.update(max_tokens=1, temperature=0.0, constraint=None, stop=None, stop_token_ids=None,
                           logprobs=None if merged.get("logprobs") is None else 0)
-    if "max_tokens" not in values or values.get("max_tokens") is None:
-        merged.setdefault("max_tokens", None)
+    merged.setdefault("max_tokens", None)          # not given: up to max_model_len
     try:
         return Planned(SamplingParams(**merged), drop)
     except ValueError as e:

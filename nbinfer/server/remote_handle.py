@@ -39,6 +39,12 @@ class RemoteHandle(RequestHandle):
                 if r.status_code != 200:
                     r.read()
                     raise RemoteRequestError(_error_message(r))
+                if not self._body.get("stream", True):     # one JSON answer (see OpenAIProtocol)
+                    r.read()
+                    for index, delta in self._protocol.parse(r.json(), self._acc):
+                        self._delta(index, delta)
+                    self._finish(self._acc.result())
+                    return
                 for line in r.iter_lines():
                     if self._cancelled.is_set():
                         break

@@ -90,6 +90,9 @@ class OpenAIProtocol:
             body.update(extras)
         if p.prompt_logprobs is not None:      # the API has no start position: every position comes back
             caps.require("prompt logprobs", caps.prompt_logprobs)
+            # vLLM leaves prompt_logprobs out of streams: ask for one answer (a cancel still closes it)
+            body.update(stream=False)
+            body.pop("stream_options")
         if p.constraint is not None:
             raise ValueError("SamplingParams.constraint holds a grammar compiled for a local tokenizer; "
                              "pass regex=, json_schema= or choice= to the remote client instead")
@@ -138,7 +141,12 @@ class OpenAIProtocol:
                 acc.prompt_logprobs = [None if e is None else {
                     int(k): Logprob(v["logprob"], v.get("rank"), v.get("decoded_token")) for k, v in e.items()}
                     for e in ch["prompt_logprobs"]]
-            delta = ch["delta"].get("content") if "delta" in ch else ch.get("text")
+            if "delta" in ch:
+                delta = ch["delta"].get("content")
+            elif "message" in ch:
+                delta = (ch["message"] or {}).get("content")
+            else:
+                delta = ch.get("text")
             if delta:
                 o.text += delta
                 yield ch.get("index", 0), delta
@@ -155,22 +163,23 @@ def _openai_logprobs(lp: dict) -> list[dict]:
     if "content" in lp:                           # chat
         for item in lp["content"] or []:
             tid = _token_id(item["token"])
-            entry = {tid: Logprob(item["logprob"], None, None)}
-            for rank, top in enumerate(item.get("top_logprobs") or [], 1):
-                entry.setdefault(_token_id(top["token"]), Logprob(top["logprob"], rank, None))
-            entries.append(entry)
+            entries.append(_ranked({tid: item["logprob"]}, [(_token_id(t["token"]), t["logprob"])
+                                                             for t in item.get("top_logprobs") or []]))
         return entries
     for tok, value, tops in zip(lp.get("tokens") or [], lp.get("token_logprobs") or [], lp.get("top_logprobs") or []):
-        entry = {_token_id(tok): Logprob(value, None, None)}
         ranked = sorted((tops or {}).items(), key=lambda kv: -kv[1])
-        for rank, (t, v) in enumerate(ranked, 1):
-            tid = _token_id(t)
-            if tid in entry:
-                entry[tid] = Logprob(entry[tid].logprob, rank, None)
-            else:
-                entry[tid] = Logprob(v, rank, None)
-        entries.append(entry)
+        entries.append(_ranked({_token_id(tok): value}, [(_token_id(t), v) for t, v in ranked]))
     return entries
+
+
+def _ranked(chosen: dict, top: list) -> dict:
+    """{token id: Logprob}: the chosen token (rank known if it is among the top), then the top ones
+    ranked 1, 2, ... in the order given."""
+    (tid, value), = chosen.items()
+    entry = {tid: Logprob(value, None, None)}
+    for rank, (t, v) in enumerate(top, 1):
+        entry[t] = Logprob(entry[t].logprob if t in entry else v, rank, None)
+    return entry
 
 
 class SglangProtocol:

@@ -10,8 +10,9 @@ from .params import Planned, plan
 from .sglang_protocol import GenerateRequest, SglSamplingParams
 from .state import ServerState
 
-_RENAME = {"max_tokens": "max_new_tokens", "prompt_logprobs": "top_logprobs_num", "logprobs": "top_logprobs_num",
-           "seed": "sampling_seed"}
+# engine field -> SGLang's name, for error messages
+SGLANG_NAMES = {"max_tokens": "max_new_tokens", "prompt_logprobs": "top_logprobs_num",
+                "logprobs": "top_logprobs_num", "seed": "sampling_seed"}
 
 
 @dataclass
@@ -116,7 +117,7 @@ def _sampling(sp: SglSamplingParams, state: ServerState, top: int, start_len: in
         seed=sp.sampling_seed, logprobs=top if return_logprob else None,
         prompt_logprobs=top if start_len is not None else None,
         logprob_start_len=start_len or 0,
-        constraint=b.with_min_tokens(grammar, sp.min_new_tokens, stop_ids)), rename=_RENAME)
+        constraint=b.with_min_tokens(grammar, sp.min_new_tokens, stop_ids)), rename=SGLANG_NAMES)
 
 
 def plan_generate(body: GenerateRequest, state: ServerState) -> GeneratePlan:

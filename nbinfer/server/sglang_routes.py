@@ -11,7 +11,7 @@ from ..engine.outputs import CompletionOutput, RequestOutput
 from ..engine.sampling_params import SamplingParams
 from .bridge import Delta, Finished, submit_all
 from .errors import ApiError
-from .sglang_params import _RENAME, GeneratePlan, Item, plan_generate
+from .sglang_params import SGLANG_NAMES, GeneratePlan, Item, plan_generate
 from .sglang_protocol import GenerateRequest
 from .sse import sse_response
 from .state import ServerState
@@ -87,7 +87,7 @@ def sglang_router(state: ServerState) -> APIRouter:
         plan = plan_generate(body, state)
         items = plan.items
         submitted = await submit_all(state.llm, [it.prompt for it in items], [it.planned.params for it in items],
-                                     [it.rid for it in items], rename=_RENAME)
+                                     [it.rid for it in items], rename=SGLANG_NAMES)
         if not body.stream:
             outputs = await submitted.outputs_unless_gone(request)
             state.metrics.record(outputs)
