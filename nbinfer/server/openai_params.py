@@ -95,10 +95,10 @@ def completion_prompts(req: CompletionRequest, state: ServerState) -> list:
     prompts = []
     for i, item in enumerate(items):
         if isinstance(item, str):
-            if req.add_special_tokens:
-                prompts.append(item)
-            else:
-                prompts.append({"prompt": item, "prompt_token_ids": state.tokenizer.encode(item, add_special_tokens=False)})
+            # tokenized here, on the event loop's one thread: HF fast tokenizers are not safe to call
+            # from many threads at once, and submits run on worker threads
+            ids = state.tokenizer.encode(item, add_special_tokens=req.add_special_tokens)
+            prompts.append({"prompt": item, "prompt_token_ids": ids})
         else:
             if not item:
                 raise ApiError(f"prompt[{i}] is an empty list of token ids", "prompt")

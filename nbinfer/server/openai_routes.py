@@ -94,8 +94,7 @@ def openai_router(state: ServerState) -> APIRouter:
             outputs = []
             if body.echo:
                 for i, prompt in enumerate(prompts):
-                    text = prompt if isinstance(prompt, str) else (
-                        prompt.get("prompt") or state.tokenizer.decode(prompt["prompt_token_ids"]))
+                    text = prompt.get("prompt") or state.tokenizer.decode(prompt["prompt_token_ids"])
                     yield chunk([{"index": i * n + j, "text": text, "logprobs": None, "finish_reason": None,
                                   "stop_reason": None} for j in range(n)])
             async for event in submitted.events():
