@@ -95,3 +95,17 @@ def test_nbinfer_serve_bad_options_are_one_line():
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2
     assert r.stderr.strip().count("\n") == 0 and "block_size" in r.stderr
+
+
+def test_a_server_whose_engine_was_shut_down_answers_503(llama_dir):
+    llm = LLM(llama_dir, num_kv_blocks=64)
+    with serve_in_thread(llm, port=0) as server:
+        llm.shutdown()
+        with httpx.Client(base_url=server.url, timeout=30) as http:
+            assert http.get("/health").status_code == 503
+            for path, body in [("/v1/completions", {"prompt": "a", "max_tokens": 2}),
+                               ("/v1/chat/completions", {"messages": [{"role": "user", "content": "a"}]}),
+                               ("/generate", {"text": "a"}), ("/tokenize", {"prompt": "a"})]:
+                r = http.post(path, json=body)
+                assert r.status_code == 503, (path, r.text)
+                assert "not running" in r.json()["error"]["message"]

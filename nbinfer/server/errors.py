@@ -101,6 +101,12 @@ def install_error_handlers(app: FastAPI) -> None:
             detail = f"{request.url.path} does not accept {request.method}"
         return error_response(detail, exc.status_code)
 
+    @app.exception_handler(RuntimeError)
+    async def _runtime(request: Request, exc: RuntimeError):
+        if "shut down" in str(exc):      # the LLM was shut down under a running server
+            return error_response(f"the engine is not running: {exc}", 503)
+        return await _unexpected(request, exc)
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception):
         log.exception("unexpected error serving %s %s", request.method, request.url.path)

@@ -136,7 +136,7 @@ def chat_prompt(req: ChatCompletionRequest, state: ServerState) -> dict:
     try:
         return state.llm.apply_chat_template(chat_conversation(req), req.chat_template, req.add_generation_prompt,
                                              req.continue_final_message)
-    except ApiError:
+    except (ApiError, RuntimeError):      # RuntimeError: the engine is shut down (a 503)
         raise
     except Exception as e:      # no template, or the model's Jinja template refused these messages
         raise ApiError(f"messages: the chat template cannot render them: {str(e).splitlines()[0] if str(e) else e!r}",

@@ -182,6 +182,8 @@ def openai_router(state: ServerState) -> APIRouter:
                              else "\n".join(p.text for p in m.content)} for m in body.messages]
             try:
                 ids = state.llm.apply_chat_template(conversation, None, body.add_generation_prompt)["prompt_token_ids"]
+            except RuntimeError:
+                raise
             except Exception as e:
                 raise ApiError(f"messages: the chat template cannot render them: {e}".splitlines()[0],
                                "messages") from None
