@@ -192,3 +192,25 @@ def test_metrics_use_vllm_names_and_count_server_requests(server, client):
     values = {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples}
     assert values["vllm:e2e_request_latency_seconds_count"] >= 1
     assert values["vllm:generation_tokens_total"] >= 3
+
+
+def test_concurrent_clients_get_the_engines_greedy_text_and_leave_no_blocks(server, client):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from server_testing import idle, wait_until
+    llm, _ = server
+    prompts = [f"Once upon a time, there was a {w} named Max." for w in
+               ("dog", "cat", "bird", "fox", "bunny", "turtle", "girl", "boy")]
+    want = [o.outputs[0].text for o in llm.generate(prompts, SamplingParams(temperature=0.0, max_tokens=16))]
+
+    def ask(i):
+        if i % 2:
+            return client.completions.create(model="default", prompt=prompts[i], max_tokens=16,
+                                              temperature=0).choices[0].text
+        stream = client.completions.create(model="default", prompt=prompts[i], max_tokens=16, temperature=0,
+                                           stream=True)
+        return "".join(c.choices[0].text for c in stream if c.choices)
+
+    with ThreadPoolExecutor(8) as pool:
+        assert list(pool.map(ask, range(8))) == want
+    wait_until(lambda: idle(llm), what="all blocks back")
