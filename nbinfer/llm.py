@@ -56,9 +56,10 @@ class LLM:
 
     # -- requests ---------------------------------------------------------------------------------
     def submit(self, prompt, sampling_params: SamplingParams | None = None, *, request_id: str | None = None,
-               program_id: str | None = None) -> RequestHandle:
-        """Queue one prompt; returns at once. Thread-safe."""
-        return self._engine.submit(prompt, sampling_params, request_id=request_id, program_id=program_id)
+               program_id: str | None = None, origin: str = "api") -> RequestHandle:
+        """Queue one prompt; returns at once. Thread-safe. `origin` tags the request in stats()."""
+        return self._engine.submit(prompt, sampling_params, request_id=request_id, program_id=program_id,
+                                   origin=origin)
 
     def generate(self, prompts, sampling_params: SamplingParams | Seq[SamplingParams] | None = None,
                  use_tqdm: bool = False) -> list[RequestOutput]:

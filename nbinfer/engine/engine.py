@@ -86,7 +86,7 @@ class Engine:
     # caller side (any thread)
     # =============================================================================================
     def submit(self, prompt, params: SamplingParams | None = None, request_id: str | None = None,
-               program_id: str | None = None) -> RequestHandle:
+               program_id: str | None = None, origin: str = "api") -> RequestHandle:
         if self._stopped.is_set():
             raise RuntimeError("the engine has been shut down")
         params = params or SamplingParams()
@@ -114,7 +114,7 @@ class Engine:
             if rid in self._live_ids:
                 raise ValueError(f"request_id {rid!r} is already in use by a running request")
             self._live_ids.add(rid)
-        req = Request(rid, text, ids, params, max_tokens, time.monotonic(), program_id=program_id)
+        req = Request(rid, text, ids, params, max_tokens, time.monotonic(), program_id=program_id, origin=origin)
         handle = RequestHandle(rid, params.n, self._cancel)
         req.sink = handle
         self._post(("add", req))
@@ -482,7 +482,7 @@ class Engine:
                     holders[b] = holders.get(b, 0) + 1
             blocks = tuple(dict.fromkeys(b for s in req.seqs for b in s.blocks))
             reqs[rid] = RequestStats(rid, state, len(req.prompt_token_ids), sum(s.num_output for s in req.seqs),
-                                     req.max_tokens, blocks, req.program_id, req.params.n)
+                                     req.max_tokens, blocks, req.program_id, req.params.n, req.origin)
         pool, sched, runner = self.pool, self.scheduler, self.runner
         return EngineStats(
             blocks_total=pool.num_blocks, blocks_free=pool.num_free, blocks_used=pool.num_used,

@@ -78,6 +78,7 @@ class Request:
     max_tokens: int                             # resolved: never past max_model_len
     arrival_time: float
     program_id: str | None = None               # SGL program that sent it (scheduling hint)
+    origin: str = "api"                         # who sent it ("api", "server", ...): the dashboard's tag
     seqs: list[Sequence] = field(default_factory=list)
     prompt_logprobs: list | None = None
     prompt_logprobs_done: int = 0               # prompt positions whose logprobs are collected

@@ -17,6 +17,7 @@ class RequestStats:
     block_ids: tuple[int, ...]
     program_id: str | None = None
     n: int = 1                  # samples (output_tokens counts all of them; max_tokens is per sample)
+    origin: str = "api"         # who submitted it: "api" (this process), "server" (HTTP clients), ...
 
 
 @dataclass(frozen=True)
