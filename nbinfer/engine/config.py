@@ -3,7 +3,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-ATTENTION_BACKENDS = ("auto", "cpu", "torch", "triton")
+from .attention.registry import AUTO, backend_names
+
+ATTENTION_BACKENDS = (AUTO, *backend_names())     # every list of backend names derives from the registry
 
 
 @dataclass(frozen=True)
