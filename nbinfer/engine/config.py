@@ -1,35 +1,56 @@
-"""Engine configuration: one frozen dataclass, validated once, resolved once at load time."""
+"""Engine configuration: one frozen dataclass, validated once, resolved once at load time (resolved.py).
+
+Every option is written here once: LLM(...)'s keyword arguments, their defaults and help come from
+these fields, and the choice tuples below are the one list of valid values for each option that
+has a fixed set (the magics build their flags and choices from them).
+"""
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 from .attention.registry import AUTO, backend_names
 
-ATTENTION_BACKENDS = (AUTO, *backend_names())     # every list of backend names derives from the registry
+ATTENTION_BACKENDS = (AUTO, *backend_names())
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+DTYPE_ALIASES = {"fp32": "float32", "float": "float32", "bf16": "bfloat16", "fp16": "float16", "half": "float16"}
+DEVICES = ("auto", "cpu", "cuda")                 # "cuda:N" names one GPU
+SCHEDULE_POLICIES = ("fcfs", "lpm", "auto")
+LOAD_FORMATS = ("auto", "dummy")
+
+
+def option(default, help: str, choices: tuple | None = None):
+    """A config field with its one-line help (and its choices, where the values are a fixed set)."""
+    return field(default=default, metadata={"help": help, "choices": choices})
 
 
 @dataclass(frozen=True)
 class EngineConfig:
-    model: str | None = None            # local folder or HF hub id; None = the bundled default model
-    dtype: str = "auto"                  # auto: bf16 on CUDA, fp32 on CPU
-    device: str = "auto"                 # auto: cuda if available, else cpu
-    block_size: int = 16                 # tokens per KV block
-    num_kv_blocks: int | None = None     # None: sized from the memory budget
-    gpu_memory_utilization: float = 0.9  # fraction of total GPU memory the engine may take (weights + KV + activations)
-    cpu_kv_cache_bytes: int | None = None  # CPU KV budget; None = min(2 GiB, 20% of RAM)
-    max_num_seqs: int = 256              # running sequences per step
-    max_num_batched_tokens: int | None = None  # token budget per step; None = 8192 on CUDA, 2048 on CPU
-    max_model_len: int | None = None     # None = the model's max_position_embeddings (capped to the KV pool)
-    enable_prefix_caching: bool = True
-    attention_backend: str = "auto"      # auto: triton on CUDA, cpu on a CPU; torch: the NHD reference
-    tensor_parallel_size: int = 1
-    seed: int = 0
-    enforce_eager: bool = False          # True: no CUDA graphs
-    schedule_policy: str = "auto"        # "fcfs" | "lpm" (longest cached prefix first) | "auto" (lpm while
-                                         # SGL programs' requests wait, fcfs otherwise)
-    trust_remote_code: bool = False
-    load_format: str = "auto"            # "auto": safetensors; "dummy": random weights (benchmarks)
-    revision: str | None = None
+    # the first thirteen in the order of vLLM's / the contract's LLM(...) signature
+    model: str | None = option(None, "local folder or HF hub id; None = the bundled default model")
+    dtype: str = option("auto", "weights and KV dtype; auto: bf16 on CUDA, fp32 on a CPU", DTYPES)
+    device: str = option("auto", "auto: cuda if available, else cpu; or cuda:N", DEVICES)
+    block_size: int = option(16, "tokens per KV block")
+    num_kv_blocks: int | None = option(None, "KV blocks in the pool; None: sized from the memory budget")
+    gpu_memory_utilization: float = option(
+        0.9, "fraction of total GPU memory the engine may take (weights + KV + activations)")
+    max_num_seqs: int = option(256, "sequences running per step")
+    max_num_batched_tokens: int | None = option(None, "token budget per step; None: 8192 on CUDA, 2048 on a CPU")
+    max_model_len: int | None = option(
+        None, "context length; None: the model's max_position_embeddings (capped to the KV pool)")
+    enable_prefix_caching: bool = option(True, "reuse the KV blocks of cached prefixes (radix tree)")
+    attention_backend: str = option(
+        "auto", "auto: triton on CUDA, cpu on a CPU; torch: the plain reference", ATTENTION_BACKENDS)
+    tensor_parallel_size: int = option(1, "must be 1: one device inside the notebook kernel")
+    seed: int = option(0, "seed of the sampler (and of dummy weights)")
+    # beyond the contract
+    cpu_kv_cache_bytes: int | None = option(None, "CPU KV budget in bytes; None: min(2 GiB, 20% of RAM)")
+    enforce_eager: bool = option(False, "True: no CUDA graphs")
+    schedule_policy: str = option(
+        "auto", "fcfs | lpm (longest cached prefix first) | auto (lpm while SGL programs' requests wait)",
+        SCHEDULE_POLICIES)
+    trust_remote_code: bool = option(False, "let transformers run the model folder's own config/tokenizer code")
+    load_format: str = option("auto", "auto: safetensors; dummy: random weights (benchmarks)", LOAD_FORMATS)
+    revision: str | None = option(None, "hub revision (branch, tag or commit) of model")
 
     def __post_init__(self):
         def positive(name, allow_none=False):
@@ -47,16 +68,14 @@ class EngineConfig:
         positive("cpu_kv_cache_bytes", allow_none=True)
         if not 0.0 < float(self.gpu_memory_utilization) <= 1.0:
             raise ValueError(f"gpu_memory_utilization must be in (0, 1], got {self.gpu_memory_utilization!r}")
-        if self.attention_backend not in ATTENTION_BACKENDS:
-            raise ValueError(f"attention_backend must be one of {ATTENTION_BACKENDS}, got {self.attention_backend!r}")
+        for f in fields(self):
+            choices = f.metadata["choices"]
+            if choices and f.name not in ("dtype", "device"):     # resolved (with aliases) in resolved.py
+                one_of(f.name, getattr(self, f.name), choices)
         if self.tensor_parallel_size != 1:
             raise ValueError(
                 f"tensor_parallel_size={self.tensor_parallel_size} is not supported: "
                 "nbinfer runs the model on one device inside the notebook kernel")
-        if self.load_format not in ("auto", "dummy"):
-            raise ValueError(f"load_format must be 'auto' or 'dummy', got {self.load_format!r}")
-        if self.schedule_policy not in ("fcfs", "lpm", "auto"):
-            raise ValueError(f"schedule_policy must be 'fcfs', 'lpm' or 'auto', got {self.schedule_policy!r}")
 
     @classmethod
     def from_kwargs(cls, **kwargs) -> "EngineConfig":
@@ -65,3 +84,9 @@ class EngineConfig:
         if unknown:
             raise TypeError(f"unknown engine option(s): {', '.join(unknown)}")
         return cls(**kwargs)
+
+
+def one_of(name: str, value, choices: tuple) -> None:
+    if value not in choices:
+        listed = ", ".join(repr(c) for c in choices[:-1]) + f" or {choices[-1]!r}"
+        raise ValueError(f"{name} must be {listed}, got {value!r}")

@@ -15,14 +15,13 @@ import threading
 import time
 import torch
 
-from ..models.config import ModelConfig
-from ..models.loader import architecture_of, load_hf_config, resolve_model_path
 from ..models.tokenizer import IncrementalDetokenizer, eos_token_ids, load_tokenizer, sampling_defaults
 from .block_pool import BlockPool
 from .config import EngineConfig
 from .handle import RequestHandle
-from .model_runner import ModelRunner, resolve_device, resolve_dtype
+from .model_runner import ModelRunner
 from .outputs import CompletionOutput, Logprob, RequestOutput
+from .resolved import ResolvedConfig
 from .sampler import Sampler, prompt_logprobs
 from .sampling_params import SamplingParams
 from .scheduler import Batch, Scheduler
@@ -35,36 +34,22 @@ log = logging.getLogger("nbinfer")
 class Engine:
     def __init__(self, cfg: EngineConfig):
         self.cfg = cfg
-        self.path = resolve_model_path(cfg.model, cfg.revision)
-        hf_config = load_hf_config(self.path, cfg.trust_remote_code)
-        self.model_config = ModelConfig.from_hf(hf_config, architecture_of(hf_config, self.path))
-        self.tokenizer = load_tokenizer(self.path, cfg.trust_remote_code)
-        self.eos_ids = eos_token_ids(self.tokenizer, self.path)
-        self.generation_defaults = sampling_defaults(self.path)
-        self.device = resolve_device(cfg.device)
-        self.dtype = resolve_dtype(cfg.dtype, self.device)
-
-        mc = self.model_config
-        wanted_len = cfg.max_model_len or mc.max_position_embeddings
-        if mc.sliding_window and mc.sliding_window < wanted_len:
-            log.warning("capping max_model_len at the model's sliding window (%d): nbinfer attends to "
-                        "the full context", mc.sliding_window)
-            wanted_len = mc.sliding_window
-        budget = cfg.max_num_batched_tokens or (8192 if self.device.type == "cuda" else 2048)
-        self.runner = ModelRunner(cfg, mc, self.path, self.device, self.dtype, wanted_len, budget)
-        capacity = self.runner.num_blocks * cfg.block_size
-        if capacity < wanted_len:
-            if cfg.max_model_len:
-                self.runner.close()
-                raise ValueError(f"max_model_len={cfg.max_model_len} needs {-(-wanted_len // cfg.block_size)} "
-                                 f"KV blocks but the pool holds {self.runner.num_blocks}; lower max_model_len "
-                                 "or give the cache more memory (num_kv_blocks, gpu_memory_utilization)")
-            wanted_len = capacity      # so any single request always fits: no request can hang
-        self.max_model_len = wanted_len
+        rc = ResolvedConfig.resolve(cfg)
+        self.model_config, self.device, self.dtype = rc.model, rc.device, rc.dtype
+        self.tokenizer = load_tokenizer(rc.model_path, cfg.trust_remote_code)
+        self.eos_ids = eos_token_ids(self.tokenizer, rc.model_path)
+        self.generation_defaults = sampling_defaults(rc.model_path)
+        self.runner = ModelRunner(rc)
+        try:
+            self.rc = rc.fit_pool(self.runner.num_blocks)
+        except ValueError:
+            self.runner.close()
+            raise
+        self.max_model_len = self.rc.max_model_len
         # the host backends read a sequence's KV as views of contiguous runs: place blocks for that
         self.pool = BlockPool(self.runner.num_blocks, cfg.block_size, cfg.enable_prefix_caching,
                               contiguous=self.runner.backend.wants_contiguous_blocks)
-        self.scheduler = Scheduler(cfg, self.pool, budget)
+        self.scheduler = Scheduler(cfg, self.pool, self.rc.max_num_batched_tokens)
         self.sampler = Sampler(cfg.seed, self.device)
 
         self.requests: dict[str, Request] = {}
