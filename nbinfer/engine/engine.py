@@ -10,15 +10,19 @@ from __future__ import annotations
 import gc
 import itertools
 import logging
-import queue
 import threading
 import time
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout     # the builtin one from Python 3.11
+
 import torch
 
 from ..models.tokenizer import IncrementalDetokenizer, eos_token_ids, load_tokenizer, sampling_defaults
 from .block_pool import BlockPool
 from .config import EngineConfig
-from .handle import RequestHandle
+from .handle import _POLL_S, RequestHandle
+from .mailbox import Mailbox
+from .messages import AbortRequests, AddRequest, Call, Message
 from .model_runner import ModelRunner
 from .outputs import CompletionOutput, Logprob, RequestOutput
 from .resolved import ResolvedConfig
@@ -55,16 +59,16 @@ class Engine:
         self.requests: dict[str, Request] = {}
         self._live_ids: set[str] = set()       # submitted and not yet finished (guarded by _state_lock)
         self._ids = itertools.count()
-        self._inbox: queue.SimpleQueue = queue.SimpleQueue()
         self._meter = ThroughputMeter()
         self._totals = dict(prompt=0, generation=0, steps=0, peak_running=0)
         # Held by the engine thread while it mutates request/pool state (never during the forward
         # pass), so stats() from any thread sees a consistent, current picture at little cost.
         self._state_lock = threading.Lock()
-        self._stopped = threading.Event()
         self._shutdown_lock = threading.Lock()
         self._closed = False                   # weights and KV freed (set under _state_lock)
-        self._thread = threading.Thread(target=self._loop, name="nbinfer-engine", daemon=True)
+        self.mailbox = Mailbox({AddRequest: self._on_add, AbortRequests: self._on_abort, Call: self._on_call},
+                               self._refuse, self._state_lock)
+        self._thread = self.mailbox.reader = threading.Thread(target=self._loop, name="nbinfer-engine", daemon=True)
         self._thread.start()
 
     # =============================================================================================
@@ -72,7 +76,7 @@ class Engine:
     # =============================================================================================
     def submit(self, prompt, params: SamplingParams | None = None, request_id: str | None = None,
                program_id: str | None = None) -> RequestHandle:
-        if self._stopped.is_set():
+        if self.mailbox.closed_by is not None:
             raise RuntimeError("the engine has been shut down")
         params = params or SamplingParams()
         if not isinstance(params, SamplingParams):
@@ -100,18 +104,9 @@ class Engine:
                 raise ValueError(f"request_id {rid!r} is already in use by a running request")
             self._live_ids.add(rid)
         req = Request(rid, text, ids, params, max_tokens, time.monotonic(), program_id=program_id)
-        handle = RequestHandle(rid, params.n, self._cancel)
-        req.sink = handle
-        self._post(("add", req))
+        req.sink = handle = RequestHandle(rid, params.n, self._cancel)
+        self.mailbox.post(AddRequest(req))
         return handle
-
-    def _post(self, msg: tuple) -> None:
-        """Queue a message for the engine thread. If the engine shut down meanwhile, its last drain
-        may already be over: wait for the thread to end and refuse the message here."""
-        self._inbox.put(msg)
-        if self._stopped.is_set() and threading.current_thread() is not self._thread:
-            self._thread.join()
-            self._refuse_leftovers()
 
     def _tokenize(self, prompt) -> tuple[str | None, list[int]]:
         if isinstance(prompt, str):
@@ -127,24 +122,26 @@ class Engine:
             raise ValueError("a dict prompt needs 'prompt' (str) or 'prompt_token_ids' (list of int)")
         raise ValueError(f"prompt must be a str or a dict with 'prompt_token_ids', got {type(prompt).__name__}")
 
-    def _cancel(self, handles: list[RequestHandle]) -> None:
-        """Abort these requests in one message; waits until their blocks are free."""
-        done = threading.Event()
-        self._inbox.put(("abort", handles, done))
-        if threading.current_thread() is not self._thread:
-            while not done.wait(0.05) and self._thread.is_alive():
-                pass
-
     def call(self, fn, timeout: float | None = None):
         """Run fn() on the engine thread between steps and return its result."""
-        box: dict = {}
-        done = threading.Event()
-        self._post(("call", fn, box, done))
-        if not done.wait(timeout):
-            raise TimeoutError("the engine thread did not answer")
-        if "error" in box:
-            raise box["error"]
-        return box["value"]
+        future: Future = Future()
+        self.mailbox.post(Call(fn, future))
+        try:
+            return future.result(timeout)
+        except FutureTimeout:
+            if future.done():
+                raise                           # fn itself raised a TimeoutError
+            raise TimeoutError("the engine thread did not answer") from None
+
+    def _cancel(self, handles: list[RequestHandle]) -> None:
+        """Abort these requests in one message; waits until their blocks are free."""
+        done: Future = Future()
+        self.mailbox.post(AbortRequests(tuple((h.request_id, h) for h in handles), done))
+        while threading.current_thread() is not self._thread and self._thread.is_alive():
+            try:
+                return done.result(_POLL_S)     # short waits: Ctrl-C lands between them
+            except FutureTimeout:
+                pass
 
     def stats(self) -> EngineStats:
         prefill, decode = self._meter.rates()
@@ -155,10 +152,9 @@ class Engine:
 
     def shutdown(self) -> None:
         with self._shutdown_lock:           # two threads shutting down: the second waits, then returns
-            if self._stopped.is_set():
+            if self.mailbox.closed_by is not None:
                 return
-            self._stopped.set()
-            self._inbox.put(("stop",))
+            self.mailbox.close(RuntimeError("the engine was shut down"))
             self._thread.join(timeout=60)
             if self._thread.is_alive():     # a step still on the device: freeing under it would crash it
                 log.warning("the engine thread did not stop within 60 s; weights and KV stay allocated until "
@@ -178,7 +174,7 @@ class Engine:
     def _loop(self) -> None:
         while True:
             try:
-                if not self._drain(block=not self.scheduler.has_work()):
+                if not self.mailbox.handle(block=not self.scheduler.has_work()):
                     break
                 if self.scheduler.has_work():
                     self._step()
@@ -187,59 +183,32 @@ class Engine:
                 with self._state_lock:
                     self._fail_all(e)
         with self._state_lock:
-            self._fail_all(RuntimeError("the engine was shut down"))
-        self._refuse_leftovers()
+            self._fail_all(self.mailbox.closed_by)
+        self.mailbox.leave()
 
-    def _refuse_leftovers(self) -> None:
-        """Messages that arrived after the stop: nobody may wait on them forever."""
-        closed = RuntimeError("the engine was shut down")
-        while True:
-            try:
-                msg = self._inbox.get_nowait()
-            except queue.Empty:
-                return
-            if msg[0] == "add":
-                with self._state_lock:
-                    self._live_ids.discard(msg[1].request_id)
-                msg[1].sink._fail(closed)
-            elif msg[0] == "abort":
-                msg[2].set()
-            elif msg[0] == "call":
-                msg[2]["error"] = closed
-                msg[3].set()
+    def _refuse(self, msg: Message, error: BaseException) -> None:
+        if isinstance(msg, AddRequest):
+            with self._state_lock:
+                self._live_ids.discard(msg.request.request_id)
+        msg.refuse(error)
 
-    def _drain(self, block: bool) -> bool:
-        """Handle queued messages; False once asked to stop."""
+    def _on_add(self, msg: AddRequest) -> None:
+        req = msg.request
         try:
-            msg = self._inbox.get() if block else self._inbox.get_nowait()
-        except queue.Empty:
-            return True
-        while True:
-            kind = msg[0]
-            if kind == "stop":
-                return False
-            if kind == "add":
-                with self._state_lock:
-                    try:
-                        self._add(msg[1])
-                    except Exception as e:      # this request's fault or not, only it fails
-                        self._reject(msg[1], e)
-            elif kind == "abort":
-                with self._state_lock:
-                    for handle in msg[1]:
-                        self._abort(handle)
-                msg[2].set()
-            elif kind == "call":
-                try:
-                    with self._state_lock:      # fn may change pool state that stats() reads
-                        msg[2]["value"] = msg[1]()
-                except Exception as e:
-                    msg[2]["error"] = e
-                msg[3].set()
-            try:
-                msg = self._inbox.get_nowait()
-            except queue.Empty:
-                return True
+            self._add(req)
+        except Exception as e:      # this request's fault or not, only it fails
+            self._reject(req, e)
+
+    def _on_abort(self, msg: AbortRequests) -> None:
+        for rid, sink in msg.targets:
+            self._abort(rid, sink)
+        msg.done.set_result(None)
+
+    def _on_call(self, msg: Call) -> None:
+        try:
+            msg.result.set_result(msg.fn())
+        except Exception as e:
+            msg.result.set_exception(e)
 
     def _reject(self, req: Request, error: BaseException) -> None:
         """Fail one request: its unfinished sequences leave the scheduler, their blocks go back."""
@@ -248,7 +217,7 @@ class Engine:
                 self.scheduler.remove(seq)
         self.requests.pop(req.request_id, None)
         self._live_ids.discard(req.request_id)
-        req.sink._fail(error)
+        req.sink.on_error(error)
 
     def _add(self, req: Request) -> None:
         seq = self._new_seq(req, 0, list(req.prompt_token_ids))
@@ -416,7 +385,7 @@ class Engine:
             hold = max(len(s) for s in seq.request.params.stop) - 1   # a stop string may be forming
         end = max(seq.sent, len(seq.text) - hold)
         if end > seq.sent:
-            seq.request.sink._delta(seq.index, seq.text[seq.sent:end])
+            seq.request.sink.on_delta(seq.index, seq.text[seq.sent:end])
             seq.sent = end
 
     def _complete(self, req: Request) -> None:
@@ -425,7 +394,7 @@ class Engine:
         self.requests.pop(req.request_id, None)
         self._live_ids.discard(req.request_id)
         req.metrics.finished_time = time.monotonic()
-        req.sink._finish(self._output(req))
+        req.sink.on_finish(self._output(req))
 
     def _output(self, req: Request) -> RequestOutput:
         outs = [CompletionOutput(s.index, s.text, s.output_ids, s.cumulative_logprob if s.logprobs is not None
@@ -436,9 +405,9 @@ class Engine:
         return RequestOutput(req.request_id, req.prompt, req.prompt_token_ids, req.prompt_logprobs, outs,
                              finished=True, metrics=req.metrics)
 
-    def _abort(self, handle: RequestHandle) -> None:
-        req = self.requests.get(handle.request_id)
-        if req is None or req.sink is not handle:     # finished, or its id reused by a newer request
+    def _abort(self, request_id: str, sink) -> None:
+        req = self.requests.get(request_id)
+        if req is None or req.sink is not sink:       # finished, or its id reused by a newer request
             return
         for seq in req.seqs:
             if not seq.finished:

@@ -1,4 +1,5 @@
-"""RequestHandle: the caller's side of one request. The engine thread pushes, any thread reads."""
+"""RequestHandle: the caller's side of one request. The engine thread writes to it (it is the request's
+RequestSink), any thread reads."""
 from __future__ import annotations
 
 import queue
@@ -8,6 +9,7 @@ from typing import Callable, Iterator
 from .outputs import RequestOutput
 
 _POLL_S = 0.05   # waits wake up this often so Ctrl-C (KeyboardInterrupt) lands promptly
+_END = None      # the queued event that ends a handle's stream
 
 
 class RequestHandle:
@@ -20,19 +22,22 @@ class RequestHandle:
         self._output: RequestOutput | None = None
         self._error: BaseException | None = None
 
-    # -- engine side ------------------------------------------------------------------------------
-    def _delta(self, index: int, text: str) -> None:
-        self._events.put((index, text))
+    # -- RequestSink: the engine thread writes --------------------------------------------------
+    def on_delta(self, index: int, text: str) -> None:
+        self._put((index, text))
 
-    def _finish(self, output: RequestOutput) -> None:
+    def on_finish(self, output: RequestOutput) -> None:
         self._output = output
         self._done.set()
-        self._events.put(None)
+        self._put(_END)
 
-    def _fail(self, error: BaseException) -> None:
+    def on_error(self, error: BaseException) -> None:
         self._error = error
         self._done.set()
-        self._events.put(None)
+        self._put(_END)
+
+    def _put(self, event) -> None:
+        self._events.put(event)
 
     # -- caller side ------------------------------------------------------------------------------
     def stream(self) -> Iterator[tuple[int, str]]:
@@ -42,8 +47,8 @@ class RequestHandle:
                 event = self._events.get(timeout=_POLL_S)
             except queue.Empty:
                 continue
-            if event is None:
-                self._events.put(None)          # later iterations end at once too
+            if event is _END:
+                self._events.put(_END)          # later iterations end at once too
                 if self._error is not None:
                     raise self._error
                 return

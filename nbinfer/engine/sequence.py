@@ -14,6 +14,7 @@ import torch
 
 from .outputs import RequestMetrics, TokenLogprobs
 from .sampling_params import SamplingParams
+from .sink import RequestSink
 
 
 class SeqState(enum.Enum):
@@ -83,7 +84,7 @@ class Request:
     prompt_logprobs_done: int = 0               # prompt positions whose logprobs are collected
     forked: bool = False                        # n > 1: children created after the prompt's prefill
     metrics: RequestMetrics = None
-    sink: object = None                         # RequestHandle receiving events
+    sink: RequestSink | None = None             # where the engine writes its events (a RequestHandle)
 
     def __post_init__(self):
         self.metrics = RequestMetrics(arrival_time=self.arrival_time)
