@@ -133,7 +133,7 @@ class LLM:
 
     def reset_prefix_cache(self) -> None:
         """Forget every cached prefix block that no request is using."""
-        self._engine.call(self._engine.pool.reset_prefix_cache)
+        self._engine.reset_prefix_cache()
 
     def shutdown(self) -> None:
         """Stop the engine thread and free weights and KV (GPU memory returns to where it was)."""
