@@ -1,10 +1,12 @@
-"""EngineConfig is where every engine option is written once: its help, the choice tuples, and the
-attention backends' names (from the registry)."""
+"""EngineConfig is where every engine option is written once: LLM(...)'s signature and help, the
+choice tuples, and the attention backends' names (from the registry)."""
+import inspect
 from dataclasses import fields
 
 import pytest
 import torch
 
+from nbinfer import LLM
 from nbinfer.engine import config
 from nbinfer.engine.attention import backend_names, make_backend, resolve_backend_name
 from nbinfer.engine.config import EngineConfig
@@ -37,3 +39,26 @@ def test_every_registered_backend_builds_or_says_why():
         make_backend("flash", cpu, 16)
     with pytest.raises(ValueError, match="attention_backend must be 'auto', 'cpu', 'torch' or 'triton'"):
         EngineConfig(attention_backend="flash")
+
+
+def test_llm_signature_and_help_are_built_from_the_config_fields():
+    sig = inspect.signature(LLM)
+    assert [(p.name, p.default) for p in sig.parameters.values()] == \
+        [(f.name, f.default) for f in fields(EngineConfig)]
+    # the contract's order for the first thirteen (vLLM's), so positional calls keep working
+    assert list(sig.parameters)[:13] == [
+        "model", "dtype", "device", "block_size", "num_kv_blocks", "gpu_memory_utilization", "max_num_seqs",
+        "max_num_batched_tokens", "max_model_len", "enable_prefix_caching", "attention_backend",
+        "tensor_parallel_size", "seed"]
+    doc = LLM.__doc__
+    assert all(f"{f.name}=" in doc for f in fields(EngineConfig))
+
+
+def test_options_by_position_and_keyword(llama_dir):
+    with LLM(llama_dir, "float32", "cpu", 8, 24) as llm:
+        assert (llm.config.dtype, llm.config.block_size, llm.config.num_kv_blocks) == ("float32", 8, 24)
+        assert llm.config.model == str(llama_dir)
+    with pytest.raises(TypeError, match="multiple values for argument 'dtype'"):
+        LLM(llama_dir, "float32", dtype="float32")
+    with pytest.raises(TypeError, match="unknown engine option"):
+        LLM(llama_dir, max_num_seq=3)
