@@ -6,9 +6,14 @@ has a fixed set (the magics build their flags and choices from them).
 """
 from __future__ import annotations
 
+import os
+import re
 from dataclasses import dataclass, field, fields
 
+import torch
+
 from .attention.registry import AUTO, backend_names
+from .checks import Checker
 
 ATTENTION_BACKENDS = (AUTO, *backend_names())
 DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -53,29 +58,34 @@ class EngineConfig:
     revision: str | None = option(None, "hub revision (branch, tag or commit) of model")
 
     def __post_init__(self):
-        def positive(name, allow_none=False):
-            v = getattr(self, name)
-            if v is None and allow_none:
-                return
-            if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
-                raise ValueError(f"{name} must be a positive integer, got {v!r}")
-
-        positive("block_size")
-        positive("num_kv_blocks", allow_none=True)
-        positive("max_num_seqs")
-        positive("max_num_batched_tokens", allow_none=True)
-        positive("max_model_len", allow_none=True)
-        positive("cpu_kv_cache_bytes", allow_none=True)
-        if not 0.0 < float(self.gpu_memory_utilization) <= 1.0:
-            raise ValueError(f"gpu_memory_utilization must be in (0, 1], got {self.gpu_memory_utilization!r}")
+        """Every option checked at construction (type, range, finiteness): a ValueError naming it."""
+        check = Checker()
+        model = self.model
+        if isinstance(model, os.PathLike):
+            model = os.fspath(model)
+        self._set("model", check.string("model", model, optional=True))
+        self._set("dtype", _dtype_name(self.dtype))
+        self._set("device", _device_name(check, self.device))
+        for name in ("block_size", "max_num_seqs"):
+            self._set(name, check.integer(name, getattr(self, name), low=1))
+        for name in ("num_kv_blocks", "max_num_batched_tokens", "max_model_len", "cpu_kv_cache_bytes"):
+            self._set(name, check.integer(name, getattr(self, name), low=1, optional=True))
+        self._set("gpu_memory_utilization", check.number("gpu_memory_utilization", self.gpu_memory_utilization,
+                                                         low=0.0, high=1.0, low_open=True))
+        for name in ("enable_prefix_caching", "enforce_eager", "trust_remote_code"):
+            check.boolean(name, getattr(self, name))
         for f in fields(self):
-            choices = f.metadata["choices"]
-            if choices and f.name not in ("dtype", "device"):     # resolved (with aliases) in resolved.py
-                one_of(f.name, getattr(self, f.name), choices)
-        if self.tensor_parallel_size != 1:
+            if f.metadata["choices"] and f.name not in ("dtype", "device"):    # those two normalised above
+                one_of(f.name, getattr(self, f.name), f.metadata["choices"])
+        self._set("seed", check.integer("seed", self.seed, low=-2**63, high=2**64 - 1))
+        self._set("revision", check.string("revision", self.revision, optional=True))
+        if check.integer("tensor_parallel_size", self.tensor_parallel_size, low=1) != 1:
             raise ValueError(
                 f"tensor_parallel_size={self.tensor_parallel_size} is not supported: "
                 "nbinfer runs the model on one device inside the notebook kernel")
+
+    def _set(self, name: str, value) -> None:
+        object.__setattr__(self, name, value)      # normalising a frozen dataclass's own field
 
     @classmethod
     def from_kwargs(cls, **kwargs) -> "EngineConfig":
@@ -87,6 +97,25 @@ class EngineConfig:
 
 
 def one_of(name: str, value, choices: tuple) -> None:
-    if value not in choices:
+    if not isinstance(value, str) or value not in choices:
         listed = ", ".join(repr(c) for c in choices[:-1]) + f" or {choices[-1]!r}"
         raise ValueError(f"{name} must be {listed}, got {value!r}")
+
+
+def _dtype_name(value) -> str:
+    """A dtype name (aliases allowed) or a torch.dtype -> its name in DTYPES."""
+    if isinstance(value, torch.dtype):
+        value = str(value).replace("torch.", "")
+    value = DTYPE_ALIASES.get(value, value) if isinstance(value, str) else value
+    one_of("dtype", value, DTYPES)
+    return value
+
+
+def _device_name(check: Checker, value) -> str:
+    """'auto', 'cpu', 'cuda', 'cuda:N' (or a torch.device) -> its name; whether CUDA is there is
+    checked when the config is resolved."""
+    if isinstance(value, torch.device):
+        value = str(value)
+    if isinstance(value, str) and (value in DEVICES or re.fullmatch(r"cuda:\d+", value)):
+        return value
+    check.fail("device", value, "must be 'auto', 'cpu', 'cuda' or 'cuda:N'")
