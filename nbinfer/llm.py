@@ -11,6 +11,7 @@ from .engine.handle import RequestHandle, cancel_all
 from .engine.outputs import RequestOutput
 from .engine.sampling_params import SamplingParams
 from .engine.stats import EngineStats
+from .engine.submission import encode
 
 
 class LLM:
@@ -96,7 +97,7 @@ class LLM:
                                        add_generation_prompt=add_generation_prompt and not continue_final_message,
                                        continue_final_message=continue_final_message)
         # the template already wrote BOS and friends: do not add them twice
-        return {"prompt": text, "prompt_token_ids": tok.encode(text, add_special_tokens=False)}
+        return {"prompt": text, "prompt_token_ids": encode(tok, text, add_special_tokens=False)}
 
     def _params_per_prompt(self, sampling_params, n: int) -> list[SamplingParams]:
         if sampling_params is None:

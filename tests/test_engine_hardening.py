@@ -1,11 +1,48 @@
 """Issue 11's engine and API defects, each reproduced on the tiny model: bad values are one clear error
-at construction."""
+at construction, n cannot wedge the engine, and prompts are refused with nbinfer's own error."""
+import json
 import math
+import shutil
 
 import pytest
 
 from nbinfer import LLM, SamplingParams
 from nbinfer.engine.config import EngineConfig
+from nbinfer.engine.sequence import Sequence
+
+LONG = ("Once upon a time there was a little model that wanted to write stories. "
+        "A paged KV cache stores keys and values in fixed-size blocks. ")
+
+
+# -- n ----------------------------------------------------------------------------------------------
+
+def test_an_n_the_engine_cannot_serve_is_a_value_error_naming_n(shared_llm):
+    with pytest.raises(ValueError, match=r"SamplingParams.n=1000000 is more than max_num_seqs=256"):
+        shared_llm.submit("The", SamplingParams(n=10**6, max_tokens=1))
+    assert shared_llm.stats().num_running == 0            # answered: not wedged
+    assert len(shared_llm.generate("The", SamplingParams(n=256, max_tokens=1))[0].outputs) == 256
+
+
+def test_forking_and_finishing_n_samples_is_linear_in_n(llama_dir, monkeypatch):
+    """Finishing each of n samples used to check all n siblings (n^2 / 2 looks at Sequence.finished:
+    n=10,000 took 21 s). Count the looks instead of timing them."""
+    looks = [0]
+    state = Sequence.__dict__["finished"]
+
+    def counted(seq):
+        looks[0] += 1
+        return state.fget(seq)
+
+    n = 400
+    with LLM(llama_dir, num_kv_blocks=512, max_num_seqs=n) as llm:
+        monkeypatch.setattr(Sequence, "finished", property(counted))
+        out = llm.generate(LONG, SamplingParams(n=n, max_tokens=2, seed=0, ignore_eos=True))[0]
+        stats = llm.stats()
+    assert [c.index for c in out.outputs] == list(range(n))
+    assert all(len(c.token_ids) == 2 for c in out.outputs)
+    assert stats.blocks_used == 0
+    assert looks[0] < 20 * n, looks[0]                   # quadratic was > n * n / 2 = 80,000
+
 
 # -- every value checked at construction ----------------------------------------------------------------
 
@@ -57,3 +94,49 @@ def test_llm_refuses_a_bad_option_before_loading_anything(llama_dir):
         LLM(llama_dir, gpu_memory_utilization="high")
     config = EngineConfig(model=llama_dir, dtype="bf16", device="cuda:1")   # a Path, an alias: normalised
     assert (config.model, config.dtype, config.device) == (str(llama_dir), "bfloat16", "cuda:1")
+
+
+# -- prompts -------------------------------------------------------------------------------------------
+
+def test_an_empty_prompt_is_a_value_error_even_where_the_tokenizer_adds_bos():
+    with LLM(num_kv_blocks=16) as llm:                       # the bundled model: its tokenizer adds BOS
+        assert llm.tokenizer.encode("")                      # what made "" look like a prompt
+        for prompt in ("", {"prompt": ""}, ["fine", ""]):
+            with pytest.raises(ValueError, match="prompt is empty"):
+                llm.generate(prompt, SamplingParams(max_tokens=2))
+        assert llm.generate("Once", SamplingParams(max_tokens=2))[0].outputs[0].token_ids
+
+
+def test_a_prompt_with_a_lone_surrogate_is_a_value_error_naming_it(shared_llm):
+    with pytest.raises(ValueError, match=r"^prompt 1: prompt is not valid text: .*'\\ud800' at character 6"):
+        shared_llm.generate(["fine", "Hello \ud800"], SamplingParams(max_tokens=2))
+    with pytest.raises(ValueError, match="lone surrogate"):
+        shared_llm.submit({"prompt": "\udfff"})
+    assert shared_llm.generate("Hello", SamplingParams(max_tokens=2))[0].outputs[0].token_ids
+
+
+def test_a_prompt_over_max_model_len_shows_only_nbinfers_error(tmp_path, llama_dir):
+    import logging
+
+    model = tmp_path / "m"
+    shutil.copytree(llama_dir, model)
+    cfg_path = model / "tokenizer_config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["model_max_length"] = 16                           # transformers warns past this many tokens
+    cfg_path.write_text(json.dumps(cfg))
+    heard = []
+
+    class Listen(logging.Handler):                         # transformers' loggers do not propagate to root
+        def emit(self, record):
+            heard.append(record.getMessage())
+
+    listen = Listen()
+    logging.getLogger("transformers").addHandler(listen)
+    try:
+        with LLM(str(model), num_kv_blocks=16, max_model_len=32) as llm:
+            with pytest.raises(ValueError, match="max_model_len - 1 = 31"):
+                llm.generate(LONG, SamplingParams(max_tokens=2))
+            assert llm.generate("The quick brown fox jumps", SamplingParams(max_tokens=2))[0].outputs[0].token_ids
+    finally:
+        logging.getLogger("transformers").removeHandler(listen)
+    assert not [m for m in heard if "Token indices sequence length" in m]

@@ -21,7 +21,7 @@ import torch
 from ..models.tokenizer import eos_token_ids, load_tokenizer, sampling_defaults
 from .block_pool import BlockPool
 from .config import EngineConfig
-from .handle import _POLL_S, RequestHandle
+from .handle import POLL_S, RequestHandle
 from .mailbox import Mailbox
 from .messages import AbortRequests, AddRequest, Call, Message
 from .model_runner import ModelRunner
@@ -32,7 +32,7 @@ from .sampling_params import SamplingParams
 from .scheduler import Batch, Scheduler
 from .sequence import Request, Sequence
 from .stats import EngineStats, ThroughputMeter, Totals, snapshot
-from .submission import check_request, tokenize
+from .submission import Intake
 
 log = logging.getLogger("nbinfer")
 
@@ -58,6 +58,7 @@ class Engine:
         self.scheduler = Scheduler(cfg, self.pool, self.rc.max_num_batched_tokens)
         self.sampler = Sampler(cfg.seed, self.device)
         self.outputs = OutputProcessor(self.tokenizer, self.eos_ids, self.max_model_len)
+        self.intake = Intake(self.tokenizer, self.max_model_len, self.model_config.vocab_size, cfg.max_num_seqs)
 
         self.requests: dict[str, Request] = {}
         self._live_ids: set[str] = set()       # submitted and not yet finished (guarded by _state_lock)
@@ -80,10 +81,7 @@ class Engine:
         if self.mailbox.closed_by is not None:
             raise RuntimeError("the engine has been shut down")
         params = params or SamplingParams()
-        if not isinstance(params, SamplingParams):
-            raise TypeError(f"sampling params must be a SamplingParams, got {type(params).__name__}")
-        text, ids = tokenize(self.tokenizer, prompt)
-        max_tokens = check_request(ids, params, self.max_model_len, self.model_config.vocab_size)
+        text, ids, max_tokens = self.intake(prompt, params)
         rid = request_id or f"req-{next(self._ids)}"
         with self._state_lock:
             if rid in self._live_ids:
@@ -111,7 +109,7 @@ class Engine:
         self.mailbox.post(AbortRequests(tuple((h.request_id, h) for h in handles), done))
         while threading.current_thread() is not self._thread and self._thread.is_alive():
             try:
-                return done.result(_POLL_S)     # short waits: Ctrl-C lands between them
+                return done.result(POLL_S)     # short waits: Ctrl-C lands between them
             except FutureTimeout:
                 pass
 

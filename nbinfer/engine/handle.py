@@ -9,7 +9,7 @@ from typing import Callable, Iterable, Iterator
 
 from .outputs import RequestOutput
 
-_POLL_S = 0.05   # waits wake up this often so Ctrl-C (KeyboardInterrupt) lands promptly
+POLL_S = 0.05   # waits wake up this often so Ctrl-C (KeyboardInterrupt) lands promptly
 _END = None      # the queued event that ends a handle's stream
 
 
@@ -54,7 +54,7 @@ class RequestHandle:
             raise RuntimeError(f"request {self.request_id}'s events go to merge_streams(); read them there")
         while True:
             try:
-                event = self._events.get(timeout=_POLL_S)
+                event = self._events.get(timeout=POLL_S)
             except queue.Empty:
                 continue
             if event is _END:
@@ -76,8 +76,8 @@ class RequestHandle:
     def result(self, timeout: float | None = None) -> RequestOutput:
         """Block until finished; returns the RequestOutput (raises what the engine raised)."""
         waited = 0.0
-        while not self._done.wait(_POLL_S):
-            waited += _POLL_S
+        while not self._done.wait(POLL_S):
+            waited += POLL_S
             if timeout is not None and waited >= timeout:
                 raise TimeoutError(f"request {self.request_id} still running after {timeout}s")
         if self._error is not None:
@@ -142,7 +142,7 @@ def merge_streams(handles: Iterable[RequestHandle]) -> Iterator[StreamEvent]:
 def _read_merged(merged: queue.SimpleQueue, open_handles: int) -> Iterator[StreamEvent]:
     while open_handles:
         try:
-            event = merged.get(timeout=_POLL_S)
+            event = merged.get(timeout=POLL_S)
         except queue.Empty:
             continue
         if event.finished:

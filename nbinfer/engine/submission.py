@@ -6,10 +6,23 @@ from __future__ import annotations
 from .sampling_params import SamplingParams
 
 
+class Intake:
+    def __init__(self, tokenizer, max_model_len: int, vocab_size: int, max_num_seqs: int):
+        self.tokenizer, self.max_model_len = tokenizer, max_model_len
+        self.vocab_size, self.max_num_seqs = vocab_size, max_num_seqs
+
+    def __call__(self, prompt, params: SamplingParams) -> tuple[str | None, list[int], int]:
+        """(prompt text or None, token ids, max_tokens resolved) of a request this engine can serve."""
+        if not isinstance(params, SamplingParams):
+            raise TypeError(f"sampling params must be a SamplingParams, got {type(params).__name__}")
+        text, ids = tokenize(self.tokenizer, prompt)
+        return text, ids, check_request(ids, params, self.max_model_len, self.vocab_size, self.max_num_seqs)
+
+
 def tokenize(tokenizer, prompt) -> tuple[str | None, list[int]]:
     """(prompt text or None, token ids) of a str, {"prompt": str} or {"prompt_token_ids": [...]}."""
     if isinstance(prompt, str):
-        return prompt, tokenizer.encode(prompt)
+        return prompt, encode(tokenizer, prompt)
     if isinstance(prompt, dict):
         if "prompt_token_ids" in prompt:
             ids = prompt["prompt_token_ids"]
@@ -17,13 +30,31 @@ def tokenize(tokenizer, prompt) -> tuple[str | None, list[int]]:
                 raise ValueError("prompt_token_ids must be a list of integers")
             return prompt.get("prompt"), list(ids)
         if "prompt" in prompt and isinstance(prompt["prompt"], str):
-            return prompt["prompt"], tokenizer.encode(prompt["prompt"])
+            return prompt["prompt"], encode(tokenizer, prompt["prompt"])
         raise ValueError("a dict prompt needs 'prompt' (str) or 'prompt_token_ids' (list of int)")
     raise ValueError(f"prompt must be a str or a dict with 'prompt_token_ids', got {type(prompt).__name__}")
 
 
-def check_request(ids: list[int], params: SamplingParams, max_model_len: int, vocab: int) -> int:
+def encode(tokenizer, text: str, **kwargs) -> list[int]:
+    """Token ids of a text prompt. An empty one is refused (as vLLM does), though the tokenizer would
+    give it a BOS; so is text no tokenizer can encode. A prompt over the model's length is refused
+    by check_request, so transformers' own warning about it stays quiet (verbose=False)."""
+    if text == "":
+        raise ValueError("prompt is empty: it must have at least one token")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValueError(f"prompt is not valid text: it holds the lone surrogate {text[e.start]!r} at "
+                         f"character {e.start}") from None
+    return tokenizer.encode(text, verbose=False, **kwargs)
+
+
+def check_request(ids: list[int], params: SamplingParams, max_model_len: int, vocab: int,
+                  max_num_seqs: int) -> int:
     """Refuse what this engine cannot serve; returns max_tokens resolved (never past max_model_len)."""
+    if params.n > max_num_seqs:
+        raise ValueError(f"SamplingParams.n={params.n} is more than max_num_seqs={max_num_seqs}: a request's "
+                         "n samples run side by side in one batch; lower n or load with a larger max_num_seqs")
     if not ids:
         raise ValueError("prompt is empty: it must have at least one token")
     if len(ids) >= max_model_len:
