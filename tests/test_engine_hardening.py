@@ -1,5 +1,6 @@
 """Issue 11's engine and API defects, each reproduced on the tiny model: bad values are one clear error
-at construction, n cannot wedge the engine, and prompts are refused with nbinfer's own error."""
+at construction, a request's own failure fails it alone, n cannot wedge the engine, and a dead engine
+says so instead of leaving its callers waiting forever."""
 import json
 import math
 import shutil
@@ -42,6 +43,62 @@ def test_forking_and_finishing_n_samples_is_linear_in_n(llama_dir, monkeypatch):
     assert all(len(c.token_ids) == 2 for c in out.outputs)
     assert stats.blocks_used == 0
     assert looks[0] < 20 * n, looks[0]                   # quadratic was > n * n / 2 = 80,000
+
+
+# -- a request's own failure fails it alone -----------------------------------------------------------
+
+class Boom(Exception):
+    pass
+
+
+class Constraint:
+    """A constraint object (as nbinfer.lang builds them) that raises in one of its methods."""
+
+    def __init__(self, where):
+        self.where = where
+
+    def new_state(self):
+        return self
+
+    def allowed_mask(self, vocab_size):
+        if self.where == "allowed_mask":
+            raise Boom("allowed_mask fell over")
+        return None
+
+    def accept(self, token):
+        if self.where == "accept":
+            raise Boom("accept fell over")
+
+    def is_finished(self):
+        return False
+
+
+@pytest.mark.parametrize("where", ["allowed_mask", "accept", "detokenizer"])
+def test_a_failure_that_belongs_to_one_request_fails_it_alone(llama_dir, where):
+    with LLM(llama_dir, num_kv_blocks=64) as llm:
+        if where == "detokenizer":
+            processor, real = llm.engine.outputs, llm.engine.outputs.detokenizer
+
+            def detokenizer(req):
+                detok = real(req)
+                if req.request_id == "bad":
+                    detok.push = lambda token: (_ for _ in ()).throw(Boom("detokenizer fell over"))
+                return detok
+
+            processor.detokenizer = detokenizer
+            bad_params = SamplingParams(max_tokens=20, ignore_eos=True)
+        else:
+            bad_params = SamplingParams(max_tokens=20, ignore_eos=True, constraint=Constraint(where))
+        good = [llm.submit(f"{i} {LONG}", SamplingParams(max_tokens=20, ignore_eos=True, n=1 + i % 2))
+                for i in range(4)]
+        bad = llm.submit("The quick", bad_params, request_id="bad")
+        with pytest.raises(Boom, match="fell over"):
+            bad.result(timeout=60)
+        for h in good:
+            assert all(len(c.token_ids) == 20 for c in h.result(timeout=60).outputs)
+        stats = llm.stats()
+        assert stats.blocks_used == 0 and not stats.requests
+        assert llm.generate("The", SamplingParams(max_tokens=2))[0].outputs[0].token_ids
 
 
 # -- every value checked at construction ----------------------------------------------------------------
@@ -140,3 +197,64 @@ def test_a_prompt_over_max_model_len_shows_only_nbinfers_error(tmp_path, llama_d
     finally:
         logging.getLogger("transformers").removeHandler(listen)
     assert not [m for m in heard if "Token indices sequence length" in m]
+
+
+# -- a dead engine -----------------------------------------------------------------------------------
+
+def kill_the_engine_thread(llm, error: BaseException):
+    """The next step raises something that is not an Exception (as a device fault or sys.exit would)."""
+    runner = llm.engine.runner
+    real = runner.run
+
+    def dying(batch):
+        runner.run = real
+        raise error
+
+    runner.run = dying
+
+
+def test_a_dead_engine_fails_its_handles_refuses_work_and_shuts_down(llama_dir):
+    llm = LLM(llama_dir, num_kv_blocks=32, max_num_seqs=2)
+    kill_the_engine_thread(llm, SystemExit("device lost"))
+    handles = [llm.submit(LONG, SamplingParams(max_tokens=50, ignore_eos=True)) for _ in range(4)]
+    for h in handles:                                         # running and waiting ones alike
+        with pytest.raises(RuntimeError, match="the engine stopped: SystemExit: device lost; load the model again"):
+            h.result(timeout=30)
+    with pytest.raises(RuntimeError, match="the engine stopped: SystemExit: device lost"):
+        llm.submit("The", SamplingParams(max_tokens=2))
+    with pytest.raises(RuntimeError, match="the engine stopped"):
+        llm.engine.call(lambda: 1, timeout=5)
+    stats = llm.stats()
+    assert not stats.alive and "device lost" in stats.engine_error
+    assert stats.num_running == stats.num_waiting == 0 and not stats.requests
+    llm.shutdown()                                           # frees weights and KV of a dead engine
+    with LLM(llama_dir, num_kv_blocks=32) as again:
+        assert again.stats().alive and again.stats().engine_error is None
+        assert again.generate("The", SamplingParams(max_tokens=2))[0].outputs[0].token_ids
+
+
+def test_nbinfer_status_says_the_engine_is_dead_and_load_works_after(llama_dir, capsys):
+    pytest.importorskip("IPython")
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from nbinfer.jupyter import session
+    shell = InteractiveShell.instance()
+    shell.run_line_magic("load_ext", "nbinfer")
+    try:
+        shell.run_line_magic("nbinfer", f"load {llama_dir} --num-kv-blocks 32")
+        llm = session.current_llm()
+        kill_the_engine_thread(llm, SystemExit("device lost"))
+        with pytest.raises(RuntimeError):
+            llm.generate("The", SamplingParams(max_tokens=2))
+        capsys.readouterr()
+        shell.run_line_magic("nbinfer", "status")
+        out = capsys.readouterr().out
+        assert "DEAD: the engine stopped: SystemExit: device lost; load the model again" in out
+        shell.run_line_magic("nbinfer", f"load {llama_dir} --num-kv-blocks 32")
+        fresh = session.current_llm()
+        assert fresh is not llm and fresh.stats().alive
+        capsys.readouterr()
+        shell.run_line_magic("nbinfer", "status")
+        assert "DEAD" not in capsys.readouterr().out
+    finally:
+        session.unload_llm()

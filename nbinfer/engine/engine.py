@@ -14,14 +14,13 @@ import logging
 import threading
 import time
 from concurrent.futures import Future
-from concurrent.futures import TimeoutError as FutureTimeout     # the builtin one from Python 3.11
 
 import torch
 
 from ..models.tokenizer import eos_token_ids, load_tokenizer, sampling_defaults
 from .block_pool import BlockPool
 from .config import EngineConfig
-from .handle import POLL_S, RequestHandle
+from .handle import RequestHandle
 from .mailbox import Mailbox
 from .messages import AbortRequests, AddRequest, Call, Message
 from .model_runner import ModelRunner
@@ -31,6 +30,7 @@ from .sampler import Sampler
 from .sampling_params import SamplingParams
 from .scheduler import Batch, Scheduler
 from .sequence import Request, Sequence
+from .sink import tell
 from .stats import EngineStats, ThroughputMeter, Totals, snapshot
 from .submission import Intake
 
@@ -69,7 +69,9 @@ class Engine:
         # pass), so stats() from any thread sees a consistent, current picture at little cost.
         self._state_lock = threading.Lock()
         self._shutdown_lock = threading.Lock()
+        self._shut_down = False                # shutdown() ran (under _shutdown_lock)
         self._closed = False                   # weights and KV freed (set under _state_lock)
+        self.error: str | None = None          # why the engine thread stopped, if an error stopped it
         self.mailbox = Mailbox({AddRequest: self._on_add, AbortRequests: self._on_abort, Call: self._on_call},
                                self._refuse, self._state_lock)
         self._thread = self.mailbox.reader = threading.Thread(target=self._loop, name="nbinfer-engine", daemon=True)
@@ -79,7 +81,7 @@ class Engine:
     def submit(self, prompt, params: SamplingParams | None = None, request_id: str | None = None,
                program_id: str | None = None) -> RequestHandle:
         if self.mailbox.closed_by is not None:
-            raise RuntimeError("the engine has been shut down")
+            raise RuntimeError(str(self.mailbox.closed_by))      # shut down, or stopped by an error
         params = params or SamplingParams()
         text, ids, max_tokens = self.intake(prompt, params)
         rid = request_id or f"req-{next(self._ids)}"
@@ -94,24 +96,11 @@ class Engine:
 
     def call(self, fn, timeout: float | None = None):
         """Run fn() on the engine thread between steps and return its result."""
-        future: Future = Future()
-        self.mailbox.post(Call(fn, future))
-        try:
-            return future.result(timeout)
-        except FutureTimeout:
-            if future.done():
-                raise                           # fn itself raised a TimeoutError
-            raise TimeoutError("the engine thread did not answer") from None
+        return self.mailbox.ask(Call(fn, Future()), timeout)
 
     def _cancel(self, handles: list[RequestHandle]) -> None:
-        """Abort these requests in one message; waits until their blocks are free."""
-        done: Future = Future()
-        self.mailbox.post(AbortRequests(tuple((h.request_id, h) for h in handles), done))
-        while threading.current_thread() is not self._thread and self._thread.is_alive():
-            try:
-                return done.result(POLL_S)     # short waits: Ctrl-C lands between them
-            except FutureTimeout:
-                pass
+        """Abort these requests in one message; returns once their blocks are free."""
+        self.mailbox.ask(AbortRequests(tuple((h.request_id, h) for h in handles), Future()))
 
     def reset_prefix_cache(self) -> None:
         self.call(self.pool.reset_prefix_cache)
@@ -125,9 +114,10 @@ class Engine:
 
     def shutdown(self) -> None:
         with self._shutdown_lock:           # two threads shutting down: the second waits, then returns
-            if self.mailbox.closed_by is not None:
+            if self._shut_down:
                 return
-            self.mailbox.close(RuntimeError("the engine was shut down"))
+            self._shut_down = True
+            self.mailbox.close(RuntimeError("the engine was shut down"))   # a dead engine keeps its cause
             self._thread.join(timeout=60)
             if self._thread.is_alive():     # a step still on the device: freeing under it would crash it
                 log.warning("the engine thread did not stop within 60 s; weights and KV stay allocated until "
@@ -143,16 +133,22 @@ class Engine:
 
     # -- engine thread: the loop and the messages ---------------------------------------------------
     def _loop(self) -> None:
-        while True:
-            try:
-                if not self.mailbox.handle(block=not self.scheduler.has_work()):
-                    break
-                if self.scheduler.has_work():
-                    self._step()
-            except Exception as e:   # a bug or a device error: fail what is in flight, keep serving
-                log.exception("engine step failed")
-                with self._state_lock:
-                    self._fail_all(e)
+        try:
+            while True:
+                try:
+                    if not self.mailbox.handle(block=not self.scheduler.has_work()):
+                        break
+                    if self.scheduler.has_work():
+                        self._step()
+                except Exception as e:   # a bug or a device error: fail what is in flight, keep serving
+                    log.exception("engine step failed")
+                    with self._state_lock:
+                        self._fail_all(e)
+        except BaseException as e:       # SystemExit, a device fault...: this thread cannot go on
+            log.critical("the engine thread stopped", exc_info=e)
+            cause = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+            self.error = f"the engine stopped: {cause}; load the model again"
+            self.mailbox.close(RuntimeError(self.error))
         with self._state_lock:
             self._fail_all(self.mailbox.closed_by)
         self.mailbox.leave()
@@ -183,17 +179,16 @@ class Engine:
         for seq in live:
             seq.finish_reason = "abort"
         self.scheduler.finish(live)
-        for seq in live:
-            self.outputs.stream(seq)
+        self.outputs.stream_all(live, {})     # a sink that fails here still gets its output below
         for req in aborted:
             self._complete(req)
-        msg.done.set_result(None)
+        msg.reply.set_result(None)
 
     def _on_call(self, msg: Call) -> None:
         try:
-            msg.result.set_result(msg.fn())
+            msg.reply.set_result(msg.fn())
         except Exception as e:
-            msg.result.set_exception(e)
+            msg.reply.set_exception(e)
 
     def _new_seq(self, req: Request, index: int, token_ids: list[int]) -> Sequence:
         seq = Sequence(req, index, token_ids)
@@ -217,28 +212,38 @@ class Engine:
     def _postprocess(self, batch: Batch, out, started: float) -> None:
         prefill, decode = batch.token_counts()
         self.scheduler.commit(batch)
+        failed: dict[Request, Exception] = {}     # what fails because of one request fails it alone
         if out.prompt_logits is not None:
-            self.outputs.collect_prompt_logprobs(out)
-        sampled = [it.seq for it in batch.items if it.sample]
-        if sampled:
-            rows, seqs = [], []
-            for row, seq in enumerate(sampled):
-                family = self._fork(seq) if seq.request.params.n > 1 and not seq.request.forked else [seq]
-                rows += [row] * len(family)
-                seqs += family
-            logits = out.sample_logits if len(rows) == len(sampled) else out.sample_logits[rows]
-            result = self.sampler(logits, seqs)
-            ended = [seq for i, seq in enumerate(seqs) if self.outputs.append(seq, i, result)]
+            self.outputs.collect_prompt_logprobs(out, failed)
+        rows, seqs = self._sampling_rows(batch, failed)
+        if seqs:
+            logits = out.sample_logits if rows == list(range(len(out.sample_logits))) else out.sample_logits[rows]
+            ended = self.outputs.append_all(seqs, self.sampler(logits, seqs), failed)
             self.totals.generation += len(seqs)
             self.scheduler.finish(ended)
-            for seq in seqs:
-                self.outputs.stream(seq)
+            self.outputs.stream_all(seqs, failed)
             for req in dict.fromkeys(seq.request for seq in ended):
-                if req.finished:
+                if req.finished and req not in failed:
                     self._complete(req)
+        for req, error in failed.items():
+            self._reject(req, error)
         self.totals.steps += 1
         self.totals.peak_running = max(self.totals.peak_running, len(self.scheduler.running))
         self._meter.record(started, prefill, decode)
+
+    def _sampling_rows(self, batch: Batch, failed: dict[Request, Exception]) -> tuple[list[int], list[Sequence]]:
+        """The sequences to sample and their logits rows: a prompt whose prefill just ended with n > 1
+        forks here, its n samples sharing its row."""
+        rows, seqs = [], []
+        for row, seq in enumerate(it.seq for it in batch.items if it.sample):
+            try:
+                family = self._fork(seq) if seq.request.params.n > 1 and not seq.request.forked else [seq]
+            except Exception as e:
+                failed.setdefault(seq.request, e)
+                continue
+            rows += [row] * len(family)
+            seqs += family
+        return rows, seqs
 
     def _fork(self, parent: Sequence) -> list[Sequence]:
         """n > 1: after the prompt's prefill the other n - 1 samples start from the parent's KV."""
@@ -257,15 +262,21 @@ class Engine:
         self.requests.pop(req.request_id, None)
         self._live_ids.discard(req.request_id)
         req.metrics.finished_time = time.monotonic()
-        req.sink.on_finish(self.outputs.output(req))
+        tell(req.sink.on_finish, self.outputs.output(req))
 
     def _reject(self, req: Request, error: BaseException) -> None:
         """Fail one request: its unfinished sequences leave the scheduler, their blocks go back."""
-        self.scheduler.finish(req.seqs)
-        self.requests.pop(req.request_id, None)
-        self._live_ids.discard(req.request_id)
-        req.sink.on_error(error)
+        try:
+            self.scheduler.finish(req.seqs)
+        finally:                                # its caller learns of it whatever else went wrong
+            self.requests.pop(req.request_id, None)
+            self._live_ids.discard(req.request_id)
+            tell(req.sink.on_error, error)
 
     def _fail_all(self, error: BaseException) -> None:
         for req in list(self.requests.values()):
-            self._reject(req, error)
+            try:
+                self._reject(req, error)
+            except Exception:
+                log.exception("could not free request %s's blocks", req.request_id)
+

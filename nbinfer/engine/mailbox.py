@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import queue
 import threading
+from concurrent.futures import TimeoutError as FutureTimeout     # the builtin one from Python 3.11
 from typing import Callable
 
-from .messages import Message, Stop
+from .handle import POLL_S
+from .messages import AbortRequests, Call, Message, Stop
 
 
 class Mailbox:
@@ -31,6 +33,23 @@ class Mailbox:
         if self.closed_by is not None and threading.current_thread() is not self.reader:
             self._left.wait()
             self.refuse_left()
+
+    def ask(self, msg: Call | AbortRequests, timeout: float | None = None):
+        """Post msg and wait for its reply, in short waits so Ctrl-C lands. The engine thread cannot
+        wait for itself: there the message is queued and ask returns None at once."""
+        self.post(msg)
+        if threading.current_thread() is self.reader:
+            return None
+        waited = 0.0
+        while True:
+            try:
+                return msg.reply.result(POLL_S)
+            except FutureTimeout:
+                if msg.reply.done():
+                    raise                       # what fn itself raised
+                waited += POLL_S
+                if timeout is not None and waited >= timeout:
+                    raise TimeoutError("the engine thread did not answer") from None
 
     def close(self, error: BaseException) -> None:
         """From now on messages are refused with `error` (the first close's error stays)."""

@@ -1,6 +1,6 @@
 """The engine's mailbox: each message a caller's thread can post to the engine thread, one frozen
 dataclass each. The engine has one handler per message; a message that arrives once the engine has
-stopped is refused through its refuse(), so nobody waits on it forever."""
+stopped is refused through its refuse(), so nobody waits on it (on its reply) forever."""
 from __future__ import annotations
 
 from concurrent.futures import Future
@@ -23,19 +23,19 @@ class AddRequest:
 class AbortRequests:
     targets: tuple[tuple[str, RequestSink], ...]     # (request id, its sink): a newer request that
                                                      # reuses a finished one's id is left alone
-    done: Future                                     # resolved once their blocks are free
+    reply: Future                                    # resolved once their blocks are free
 
     def refuse(self, error: BaseException) -> None:
-        self.done.set_result(None)                   # a stopped engine holds no blocks
+        self.reply.set_result(None)                  # a stopped engine holds no blocks
 
 
 @dataclass(frozen=True)
 class Call:
     fn: Callable[[], Any]                            # run between steps, under the state lock
-    result: Future
+    reply: Future                                    # fn's result, or what it raised
 
     def refuse(self, error: BaseException) -> None:
-        self.result.set_exception(error)
+        self.reply.set_exception(error)
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,20 @@ class OutputProcessor:
         return IncrementalDetokenizer(self.tokenizer, req.prompt_token_ids, req.params.skip_special_tokens)
 
     # -- tokens in --------------------------------------------------------------------------------
+    def append_all(self, seqs: list[Sequence], result: SampleResult, failed: dict[Request, Exception]) -> list[Sequence]:
+        """Row i of the sampler's result is seqs[i]'s next token; returns the sequences it ended. What
+        raises for one row (its constraint, its detokenizer) fails that request alone: into failed."""
+        ended = []
+        for i, seq in enumerate(seqs):
+            try:
+                if i in result.errors:
+                    raise result.errors[i]
+                if seq.request not in failed and self.append(seq, i, result):
+                    ended.append(seq)
+            except Exception as e:
+                failed.setdefault(seq.request, e)
+        return ended
+
     def append(self, seq: Sequence, i: int, result: SampleResult) -> bool:
         """Row i of the sampler's result is seq's next token; True if it ends the sequence (its
         finish_reason and stop_reason are set; the caller takes it out of the scheduler)."""
@@ -69,17 +83,21 @@ class OutputProcessor:
         seq.finish_reason, seq.stop_reason = reason, stop_reason
         return True
 
-    def collect_prompt_logprobs(self, out: "StepOutput") -> None:
+    def collect_prompt_logprobs(self, out: "StepOutput", failed: dict[Request, Exception]) -> None:
+        """The step's prompt logprobs into their requests; a request whose entries fail goes to failed."""
         for span in out.prompt_spans:
             req = span.request
             k = req.params.prompt_logprobs or 0
             rows = out.prompt_logits[span.rows]
             n = rows.shape[0]
             targets = req.prompt_token_ids[span.first_pos + 1:span.first_pos + 1 + n]
-            chosen, ranks, top_ids, top_lps = prompt_logprobs(rows, targets, k)
-            for j in range(n):
-                req.prompt_logprobs[span.first_pos + 1 + j] = self._logprob_entry(
-                    targets[j], chosen[j], ranks[j], top_ids[j], top_lps[j])
+            try:
+                chosen, ranks, top_ids, top_lps = prompt_logprobs(rows, targets, k)
+                for j in range(n):
+                    req.prompt_logprobs[span.first_pos + 1 + j] = self._logprob_entry(
+                        targets[j], chosen[j], ranks[j], top_ids[j], top_lps[j])
+            except Exception as e:
+                failed.setdefault(req, e)
             req.prompt_logprobs_done = span.first_pos + 1 + n
 
     def _logprob_entry(self, token: int, logprob: float, rank: int, top_ids, top_logprobs) -> dict:
@@ -93,6 +111,13 @@ class OutputProcessor:
         return self.tokenizer.decode([tid])
 
     # -- text out ---------------------------------------------------------------------------------
+    def stream_all(self, seqs: list[Sequence], failed: dict[Request, Exception]) -> None:
+        for seq in seqs:
+            try:
+                self.stream(seq)
+            except Exception as e:          # a sink that raises fails its own request
+                failed.setdefault(seq.request, e)
+
     @staticmethod
     def stream(seq: Sequence) -> None:
         """Send seq's new text to its request's sink, holding back a stop string that may be forming."""

@@ -7,9 +7,12 @@ Exactly one of on_finish / on_error ends a request, after its last on_delta.
 """
 from __future__ import annotations
 
+import logging
 from typing import Protocol, runtime_checkable
 
 from .outputs import RequestOutput
+
+log = logging.getLogger("nbinfer")
 
 
 @runtime_checkable
@@ -22,3 +25,11 @@ class RequestSink(Protocol):
 
     def on_error(self, error: BaseException) -> None:
         """The request failed (or the engine stopped) before it could finish."""
+
+
+def tell(method, arg) -> None:
+    """Call a sink's on_finish / on_error: what a sink raises is logged, never the engine's problem."""
+    try:
+        method(arg)
+    except Exception:
+        log.exception("a request sink raised")

@@ -48,6 +48,11 @@ class EngineStats:
     device: str = ""
     dtype: str = ""
     max_model_len: int = 0
+    engine_error: str | None = None          # set once an error stopped the engine thread: it serves no more
+
+    @property
+    def alive(self) -> bool:
+        return self.engine_error is None
 
     @property
     def occupancy(self) -> float:
@@ -94,7 +99,8 @@ def snapshot(engine, prefill_rate: float, decode_rate: float) -> EngineStats:
         shared_block_ids=tuple(b for b, n in holders.items() if n > 1),
         peak_num_running=totals.peak_running, steps_total=totals.steps,
         model=str(engine.cfg.model or "default"), device=str(engine.device),
-        dtype=str(engine.dtype).replace("torch.", ""), max_model_len=engine.max_model_len)
+        dtype=str(engine.dtype).replace("torch.", ""), max_model_len=engine.max_model_len,
+        engine_error=engine.error)
 
 
 class ThroughputMeter:
