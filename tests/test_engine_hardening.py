@@ -244,8 +244,8 @@ def test_nbinfer_status_says_the_engine_is_dead_and_load_works_after(llama_dir, 
         shell.run_line_magic("nbinfer", f"load {llama_dir} --num-kv-blocks 32")
         llm = session.current_llm()
         kill_the_engine_thread(llm, SystemExit("device lost"))
-        with pytest.raises(RuntimeError):
-            llm.generate("The", SamplingParams(max_tokens=2))
+        with pytest.raises(RuntimeError, match="the engine stopped"):
+            llm.submit("The", SamplingParams(max_tokens=2)).result(timeout=30)
         capsys.readouterr()
         shell.run_line_magic("nbinfer", "status")
         out = capsys.readouterr().out

@@ -8,7 +8,6 @@ steps; block work belongs to the scheduler and pool, token work to the output pr
 """
 from __future__ import annotations
 
-import gc
 import itertools
 import logging
 import threading
@@ -127,9 +126,6 @@ class Engine:
                 self._closed = True
             self.runner.close()
             del self.runner
-            gc.collect()
-            if self.device.type == "cuda":
-                torch.cuda.empty_cache()
 
     # -- engine thread: the loop and the messages ---------------------------------------------------
     def _loop(self) -> None:

@@ -1,6 +1,7 @@
 """Model runner: owns the weights and the paged KV cache on the device, turns a Batch into logits."""
 from __future__ import annotations
 
+import gc
 import logging
 import os
 from contextlib import nullcontext
@@ -204,4 +205,8 @@ class ModelRunner:
         self.backend.copy_blocks(self.kv_cache, s, d)
 
     def close(self) -> None:
+        """Free weights, KV cache and graphs now (GPU memory returns to where it was)."""
         del self.graphs, self.model, self.kv_cache, self.cos, self.sin
+        gc.collect()
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
