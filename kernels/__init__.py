@@ -8,8 +8,8 @@ each beside a torch reference.
     kv_write.py           scatter new K/V rows into the paged cache through a slot mapping
     decode_attention.py   paged decode attention (GQA/MQA, split-KV flash-decoding)
     extend_attention.py   paged prefill/extend attention (causal over a cached prefix + new tokens)
-    attention_backend.py  TritonAttention: the engine's attention backend built from the above
     cpu_decode.py         builds and loads cpu/paged_decode.cpp, the CPU backend's decode attention (C++)
 
-Importing this package (ops.py, cpu_decode.py) needs only torch; the Triton kernel modules import triton.
+The engine's attention backend built from them lives in nbinfer/engine/attention/triton_backend.py:
+nothing here imports the engine. Importing this package (ops.py, cpu_decode.py) needs only torch; the Triton kernel modules import triton.
 """

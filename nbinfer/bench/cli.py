@@ -52,7 +52,7 @@ def run_bench(model=None, shape=None, workload="mixed", num_prompts=None, scale=
     import torch
 
     from nbinfer import LLM
-    from nbinfer.engine.model_runner import resolve_device, resolve_dtype
+    from nbinfer.engine.resolved import resolve_device, resolve_dtype
 
     from .metrics import Summary
     from .report import roofline_table, table

@@ -6,6 +6,8 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
+from .sequence import SeqState
+
 
 @dataclass(frozen=True)
 class RequestStats:
@@ -47,11 +49,59 @@ class EngineStats:
     device: str = ""
     dtype: str = ""
     max_model_len: int = 0
+    engine_error: str | None = None          # set once an error stopped the engine thread: it serves no more
+
+    @property
+    def alive(self) -> bool:
+        return self.engine_error is None
 
     @property
     def occupancy(self) -> float:
         """Fraction of KV blocks referenced by requests."""
         return self.blocks_used / self.blocks_total if self.blocks_total else 0.0
+
+
+@dataclass
+class Totals:
+    """Counters since load, kept by the engine thread."""
+    prompt: int = 0
+    generation: int = 0
+    steps: int = 0
+    peak_running: int = 0
+
+
+def snapshot(engine, prefill_rate: float, decode_rate: float) -> EngineStats:
+    """EngineStats of an Engine; the caller holds the engine's state lock."""
+    reqs = {}
+    holders: dict[int, int] = {}
+    for rid, req in engine.requests.items():
+        states = {s.state for s in req.seqs}
+        if SeqState.RUNNING in states:
+            state = "running"
+        else:
+            state = "preempted" if any(s.num_output for s in req.seqs) else "waiting"
+        for s in req.seqs:
+            for b in s.blocks:
+                holders[b] = holders.get(b, 0) + 1
+        blocks = tuple(dict.fromkeys(b for s in req.seqs for b in s.blocks))
+        reqs[rid] = RequestStats(rid, state, len(req.prompt_token_ids), sum(s.num_output for s in req.seqs),
+                                 req.max_tokens, blocks, req.program_id, req.params.n, req.origin)
+    pool, sched, runner, totals = engine.pool, engine.scheduler, engine.runner, engine.totals
+    return EngineStats(
+        blocks_total=pool.num_blocks, blocks_free=pool.num_free, blocks_used=pool.num_used,
+        blocks_cached=pool.num_cached, block_size=pool.block_size,
+        num_running=len(sched.running), num_waiting=len(sched.waiting),
+        num_preempted_total=sched.num_preempted_total,
+        prompt_tokens_total=totals.prompt, generation_tokens_total=totals.generation,
+        prefix_hit_tokens=sched.prefix_hit_tokens,
+        prefill_tokens_per_s=prefill_rate, decode_tokens_per_s=decode_rate,
+        weights_bytes=runner.weights_bytes, kv_cache_bytes=runner.kv_cache_bytes,
+        requests=reqs, cached_block_ids=tuple(pool.cached_block_ids()),
+        shared_block_ids=tuple(b for b, n in holders.items() if n > 1),
+        peak_num_running=totals.peak_running, steps_total=totals.steps,
+        model=str(engine.cfg.model or "default"), device=str(engine.device),
+        dtype=str(engine.dtype).replace("torch.", ""), max_model_len=engine.max_model_len,
+        engine_error=engine.error)
 
 
 class ThroughputMeter:

@@ -16,12 +16,16 @@ class StatusView:
     def __init__(self, stats, with_block_map: bool = False, frame: Frame | None = None):
         self.frame = frame if frame is not None or stats is None else build_frame(stats, ColourSlots())
         self.with_block_map = with_block_map
+        self.engine_error = getattr(stats, "engine_error", None)     # the engine thread died of it
 
     def __repr__(self) -> str:
-        return status_text(self.frame)
+        dead = f"engine     DEAD: {self.engine_error}\n" if self.engine_error else ""
+        return dead + status_text(self.frame)
 
     def _repr_html_(self) -> str:
-        return status_html(self.frame, self.with_block_map)
+        dead = (f'<div style="color:#b00020;font-weight:600">engine dead: {html.escape(self.engine_error)}</div>'
+                if self.engine_error else "")
+        return dead + status_html(self.frame, self.with_block_map)
 
 
 def status_text(f: Frame | None) -> str:
