@@ -5,6 +5,8 @@ import json
 import math
 import shutil
 
+import threading
+
 import pytest
 
 from nbinfer import LLM, SamplingParams
@@ -201,13 +203,16 @@ def test_a_prompt_over_max_model_len_shows_only_nbinfers_error(tmp_path, llama_d
 
 # -- a dead engine -----------------------------------------------------------------------------------
 
-def kill_the_engine_thread(llm, error: BaseException):
-    """The next step raises something that is not an Exception (as a device fault or sys.exit would)."""
+def kill_the_engine_thread(llm, error: BaseException, when: threading.Event | None = None):
+    """The next step raises something that is not an Exception (as a device fault or sys.exit would);
+    with `when`, it first waits for that event (so a test can queue its requests before the death)."""
     runner = llm.engine.runner
     real = runner.run
 
     def dying(batch):
         runner.run = real
+        if when is not None:
+            when.wait(30)
         raise error
 
     runner.run = dying
@@ -215,8 +220,10 @@ def kill_the_engine_thread(llm, error: BaseException):
 
 def test_a_dead_engine_fails_its_handles_refuses_work_and_shuts_down(llama_dir):
     llm = LLM(llama_dir, num_kv_blocks=32, max_num_seqs=2)
-    kill_the_engine_thread(llm, SystemExit("device lost"))
+    submitted = threading.Event()
+    kill_the_engine_thread(llm, SystemExit("device lost"), when=submitted)
     handles = [llm.submit(LONG, SamplingParams(max_tokens=50, ignore_eos=True)) for _ in range(4)]
+    submitted.set()
     for h in handles:                                         # running and waiting ones alike
         with pytest.raises(RuntimeError, match="the engine stopped: SystemExit: device lost; load the model again"):
             h.result(timeout=30)

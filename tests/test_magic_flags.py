@@ -95,7 +95,7 @@ def test_every_engine_option_is_a_load_flag_with_its_default(ip, capsys):
     shown = capsys.readouterr().out
     # help is the comment beside the field, continuation lines included
     assert "--block-size N" in shown and "tokens per KV block (default: 16)" in shown
-    assert "--schedule-policy {auto,fcfs,lpm}" in shown and "fcfs otherwise" in " ".join(shown.split())
+    assert "--schedule-policy {fcfs,lpm,auto}" in shown and "fcfs otherwise" in " ".join(shown.split())
     assert "20% of RAM" in shown                     # a % in a comment survives argparse's formatting
 
 

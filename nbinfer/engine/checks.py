@@ -24,7 +24,7 @@ class Checker:
             self.fail(name, value, "must be an integer" + (" or None" if optional else ""))
         value = int(value)
         if low is not None and value < low:
-            self.fail(name, value, f"must be >= {low}")
+            self.fail(name, value, "must be a positive integer" if (low, high) == (1, None) else f"must be >= {low}")
         if high is not None and value > high:
             self.fail(name, value, f"must be <= {high}")
         return value
@@ -35,6 +35,10 @@ class Checker:
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
             self.fail(name, value, "must be a number")
         value = float(value)
+        if low is not None and high is not None:      # one message naming the whole range (nan is outside it)
+            inside = (low < value if low_open else low <= value) and value <= high
+            if not inside:
+                self.fail(name, value, f"must be in {'(' if low_open else '['}{low:g}, {high:g}]")
         if not math.isfinite(value):
             self.fail(name, value, "must be a finite number")
         if low is not None and (value <= low if low_open else value < low):

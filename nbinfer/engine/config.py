@@ -51,7 +51,7 @@ class EngineConfig:
     cpu_kv_cache_bytes: int | None = option(None, "CPU KV budget in bytes; None: min(2 GiB, 20% of RAM)")
     enforce_eager: bool = option(False, "True: no CUDA graphs")
     schedule_policy: str = option(
-        "auto", "fcfs | lpm (longest cached prefix first) | auto (lpm while SGL programs' requests wait)",
+        "auto", "auto (lpm while SGL programs' requests wait, fcfs otherwise) | fcfs | lpm (longest cached prefix first)",
         SCHEDULE_POLICIES)
     trust_remote_code: bool = option(False, "let transformers run the model folder's own config/tokenizer code")
     load_format: str = option("auto", "auto: safetensors; dummy: random weights (benchmarks)", LOAD_FORMATS)
