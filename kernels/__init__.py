@@ -8,7 +8,6 @@ each beside a torch reference.
     kv_write.py           scatter new K/V rows into the paged cache through a slot mapping
     decode_attention.py   paged decode attention (GQA/MQA, split-KV flash-decoding)
     extend_attention.py   paged prefill/extend attention (causal over a cached prefix + new tokens)
-    attention_backend.py  TritonAttention: the engine's attention backend built from the above
     cpu_build.py          compiles cpu/*.cpp (C++) into one cached library with one thread pool (cpu/thread_pool.h)
     cpu_decode.py         the CPU backend's paged attention, decode and prefill (cpu/paged_attention.cpp)
     cpu_llama.py          a small step through the whole fp32 Llama-family model in one call (cpu/llama_step.cpp)
@@ -16,5 +15,6 @@ each beside a torch reference.
     aot.py                records Triton launches and compiles them ahead of time for a GPU target (no GPU)
     aot_shapes.py         the engine's launches at its models' shapes, compiled for sm_80/sm_90 (CI check)
 
-Importing this package (ops.py, cpu_decode.py) needs only torch; the Triton kernel modules import triton.
+The engine's attention backend built from them lives in nbinfer/engine/attention/triton_backend.py:
+nothing here imports the engine. Importing this package (ops.py, cpu_decode.py) needs only torch; the Triton kernel modules import triton.
 """

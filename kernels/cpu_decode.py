@@ -6,7 +6,7 @@ loop pays Python and dispatch overhead per sequence and runs on one core (each O
 from the engine thread costs tens of microseconds, more than the op). The kernel runs every sequence
 of a step in one call, on the library's thread pool, and releases the GIL while it does. There is no
 maintained library for paged attention on CPU for current torch, so it is ours; its reference is the
-torch loop in nbinfer/engine/cpu_attention.py, which also serves wherever the kernel is not built.
+torch loop in nbinfer/engine/attention/cpu_backend.py, which also serves wherever the kernel is not built.
 """
 from __future__ import annotations
 

@@ -6,9 +6,10 @@ import importlib
 import sys
 
 COMMANDS = {
-    "demo": ("nbinfer.demo", "generate a few completions with the bundled default model"),
+    "demo": ("nbinfer.demo", "generate a few completions with the default model (smollm2-135m-instruct)"),
     "bench": ("nbinfer.bench.cli", "throughput/latency benchmark beside HF generate, vLLM or llama.cpp"),
-    "install-kernel": ("nbinfer.jupyter.kernelspec", "install a Jupyter kernel that preloads %%load_ext nbinfer"),
+    "install-kernel": ("nbinfer.jupyter.kernelspec", "install a Jupyter kernel that preloads %load_ext nbinfer"),
+    "serve": ("nbinfer.server.cli", "serve a model over HTTP: OpenAI-compatible (/v1) and SGLang (/generate) APIs"),
 }
 
 
@@ -18,7 +19,8 @@ def main(argv: list[str] | None = None) -> int:
     sub.required = True
     modules = {}
     for name, (module, help_text) in COMMANDS.items():
-        p = sub.add_parser(name, help=help_text, description=help_text)
+        # argparse %-formats a subcommand's help line (the overview), not its description
+        p = sub.add_parser(name, help=help_text.replace("%", "%%"), description=help_text)
         try:
             modules[name] = importlib.import_module(module)
         except ImportError:

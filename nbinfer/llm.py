@@ -1,7 +1,9 @@
 """LLM: the vLLM-compatible front door. Everything here goes through Engine.submit and handles."""
 from __future__ import annotations
 
-from typing import Sequence as Seq
+import inspect
+from dataclasses import MISSING, fields
+from typing import Sequence as Seq, get_type_hints
 
 from .engine.config import EngineConfig
 from .engine.engine import Engine
@@ -9,24 +11,26 @@ from .engine.handle import RequestHandle, cancel_all
 from .engine.outputs import RequestOutput
 from .engine.sampling_params import SamplingParams
 from .engine.stats import EngineStats
+from .engine.submission import encode
 
 
 class LLM:
-    """An engine living in this process. `with LLM(...) as llm:` frees weights and KV on exit."""
+    """An engine living in this process. `with LLM(...) as llm:` frees weights and KV on exit.
 
-    def __init__(self, model: str | None = None, dtype: str = "auto", device: str = "auto",
-                 block_size: int = 16, num_kv_blocks: int | None = None, gpu_memory_utilization: float = 0.9,
-                 max_num_seqs: int = 256, max_num_batched_tokens: int | None = None,
-                 max_model_len: int | None = None, enable_prefix_caching: bool = True,
-                 attention_backend: str = "auto", tensor_parallel_size: int = 1, seed: int = 0, **kwargs):
-        cfg = EngineConfig.from_kwargs(
-            model=None if model is None else str(model), dtype=dtype, device=device, block_size=block_size,
-            num_kv_blocks=num_kv_blocks, gpu_memory_utilization=gpu_memory_utilization,
-            max_num_seqs=max_num_seqs, max_num_batched_tokens=max_num_batched_tokens,
-            max_model_len=max_model_len, enable_prefix_caching=enable_prefix_caching,
-            attention_backend=attention_backend, tensor_parallel_size=tensor_parallel_size, seed=seed,
-            **kwargs)
-        self.engine: Engine | None = Engine(cfg)
+    Its options are EngineConfig's fields (nbinfer/engine/config.py) with their defaults, by keyword or in
+    that order by position (vLLM's first thirteen lead); the signature and the list below are built from them.
+    """
+
+    def __init__(self, *args, **options):
+        if len(args) > len(_OPTIONS):
+            raise TypeError(f"LLM() takes at most {len(_OPTIONS)} positional arguments ({len(args)} given)")
+        for name, value in zip(_OPTIONS, args):
+            if name in options:
+                raise TypeError(f"LLM() got multiple values for argument {name!r}")
+            options[name] = value
+        if options.get("model") is not None:
+            options["model"] = str(options["model"])      # a pathlib.Path works too
+        self.engine: Engine | None = Engine(EngineConfig.from_kwargs(**options))
 
     # -- properties -------------------------------------------------------------------------------
     @property
@@ -56,9 +60,10 @@ class LLM:
 
     # -- requests ---------------------------------------------------------------------------------
     def submit(self, prompt, sampling_params: SamplingParams | None = None, *, request_id: str | None = None,
-               program_id: str | None = None) -> RequestHandle:
-        """Queue one prompt; returns at once. Thread-safe."""
-        return self._engine.submit(prompt, sampling_params, request_id=request_id, program_id=program_id)
+               program_id: str | None = None, origin: str = "api") -> RequestHandle:
+        """Queue one prompt; returns at once. Thread-safe. `origin` tags the request in stats()."""
+        return self._engine.submit(prompt, sampling_params, request_id=request_id, program_id=program_id,
+                                   origin=origin)
 
     def generate(self, prompts, sampling_params: SamplingParams | Seq[SamplingParams] | None = None,
                  use_tqdm: bool = False) -> list[RequestOutput]:
@@ -93,7 +98,7 @@ class LLM:
                                        add_generation_prompt=add_generation_prompt and not continue_final_message,
                                        continue_final_message=continue_final_message)
         # the template already wrote BOS and friends: do not add them twice
-        return {"prompt": text, "prompt_token_ids": tok.encode(text, add_special_tokens=False)}
+        return {"prompt": text, "prompt_token_ids": encode(tok, text, add_special_tokens=False)}
 
     def _params_per_prompt(self, sampling_params, n: int) -> list[SamplingParams]:
         if sampling_params is None:
@@ -133,7 +138,7 @@ class LLM:
 
     def reset_prefix_cache(self) -> None:
         """Forget every cached prefix block that no request is using."""
-        self._engine.call(self._engine.pool.reset_prefix_cache)
+        self._engine.reset_prefix_cache()
 
     def shutdown(self) -> None:
         """Stop the engine thread and free weights and KV (GPU memory returns to where it was)."""
@@ -152,3 +157,24 @@ class LLM:
             return "LLM(shut down)"
         e = self.engine
         return f"LLM(model={e.cfg.model or 'default'!r}, device={e.device}, dtype={e.dtype}, blocks={e.pool.num_blocks})"
+
+
+_OPTIONS = tuple(f.name for f in fields(EngineConfig))
+
+
+def _options_signature() -> inspect.Signature:
+    """LLM.__init__'s signature as help() and inspect.signature() show it: one parameter per option."""
+    hints = get_type_hints(EngineConfig)
+    params = [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+    params += [inspect.Parameter(f.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=hints[f.name],
+                                 default=None if f.default is MISSING else f.default) for f in fields(EngineConfig)]
+    return inspect.Signature(params)
+
+
+def _options_doc() -> str:
+    lines = [f"    {f.name}={f.default!r}: {f.metadata['help']}" for f in fields(EngineConfig)]
+    return "\n\nOptions:\n" + "\n".join(lines) + "\n"
+
+
+LLM.__init__.__signature__ = _options_signature()
+LLM.__doc__ += _options_doc()

@@ -65,11 +65,12 @@ def _import_nbinfer():
 
 _import_nbinfer()
 
-from nbinfer.engine.attention import AttentionMetadata, TorchAttention  # noqa: E402
+from nbinfer.engine.attention import AttentionMetadata  # noqa: E402
+from nbinfer.engine.attention.torch_backend import TorchAttention  # noqa: E402
 from nbinfer.engine.cuda_graph import DecodeGraphs  # noqa: E402
 from nbinfer.engine.model_runner import ForwardContext  # noqa: E402
 from nbinfer.kernels import ops  # noqa: E402
-from nbinfer.kernels.attention_backend import TritonAttention  # noqa: E402
+from nbinfer.engine.attention.triton_backend import TritonAttention  # noqa: E402
 from nbinfer.kernels.decode_attention import (num_kv_splits, paged_decode_attention,  # noqa: E402
                                               paged_decode_attention_ref)
 from nbinfer.kernels.extend_attention import paged_extend_attention, paged_extend_attention_ref  # noqa: E402

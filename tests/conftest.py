@@ -13,6 +13,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 from tiny_models import FAMILIES, build_tiny_model  # noqa: E402
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
+# Entry points that load "the default model" (%nbinfer load, %%generate with nothing loaded, nbinfer demo)
+# load the bundled story model in tests, offline and fast, unless a test says otherwise; the real default
+# (smollm2-135m-instruct) is tested in test_real_model.py / test_gguf.py. Kernels and subprocesses inherit it.
+os.environ.setdefault("NBINFER_DEFAULT_MODEL", "bundled")
 
 
 @pytest.fixture(scope="session")

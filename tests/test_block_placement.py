@@ -5,7 +5,8 @@ import random
 import numpy as np
 import torch
 
-from nbinfer.engine.attention import AttentionMetadata, TorchAttention, consecutive_runs
+from nbinfer.engine.attention.metadata import AttentionMetadata, consecutive_runs
+from nbinfer.engine.attention.torch_backend import TorchAttention
 from nbinfer.engine.block_pool import BlockPool
 from nbinfer.engine.free_blocks import ContiguousFreeBlocks
 
@@ -68,8 +69,12 @@ def test_decode_from_runs_equals_gathered(seed=0):
                                  query_lens_cpu=[1] * len(tables), seq_lens_cpu=lens,
                                  block_tables_cpu=tables if with_lists else None)
 
-    views = TorchAttention._decode(q, k_cache, v_cache, meta(True), d ** -0.5)
-    gathered = TorchAttention._decode(q, k_cache, v_cache, meta(False), d ** -0.5)
+    def decode(m):
+        out = torch.empty_like(q)
+        TorchAttention().decode(q, k_cache, v_cache, m, d ** -0.5, out)
+        return out
+
+    views, gathered = decode(meta(True)), decode(meta(False))
     torch.testing.assert_close(views, gathered)
     # and both equal plain softmax attention over each context
     for i, (t, n) in enumerate(zip(tables, lens)):

@@ -5,8 +5,10 @@ import random
 import pytest
 import torch
 
-from nbinfer.engine.attention import MAX_RUNS, AttentionMetadata, TorchAttention, make_backend
-from nbinfer.engine.cpu_attention import CpuAttention
+from nbinfer.engine.attention import AttentionMetadata, make_backend
+from nbinfer.engine.attention.cpu_backend import CpuAttention
+from nbinfer.engine.attention.metadata import MAX_RUNS
+from nbinfer.engine.attention.torch_backend import TorchAttention
 from nbinfer.kernels import cpu_build, cpu_decode
 
 

@@ -145,12 +145,14 @@ def test_cancel_frees_blocks_at_once(llama_dir):
 
 
 def test_cancel_a_waiting_request_and_n_before_fork(llama_dir):
-    with LLM(llama_dir, num_kv_blocks=64, max_num_seqs=1) as llm:
-        a = llm.submit(LONG, SamplingParams(max_tokens=200, ignore_eos=True))
+    from nbinfer.engine.handle import cancel_all
+    # n may not exceed max_num_seqs: three running requests keep the n=3 one waiting
+    with LLM(llama_dir, num_kv_blocks=64, max_num_seqs=3) as llm:
+        a = [llm.submit(LONG, SamplingParams(max_tokens=200, ignore_eos=True)) for _ in range(3)]
         b = llm.submit(LONG, SamplingParams(n=3, max_tokens=5))
         b.cancel()
         out_b = b.result()
-        a.cancel()
+        cancel_all(a)
         stats = llm.stats()
     assert [c.finish_reason for c in out_b.outputs] == ["abort"] * 3
     assert stats.blocks_used == 0

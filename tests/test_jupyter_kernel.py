@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -145,6 +146,17 @@ def test_interrupt_cancels_and_kernel_keeps_the_engine(kernel_dir):
         while reply["parent_header"].get("msg_id") != msg_id:
             reply = kc.get_shell_msg(timeout=60)
         assert reply["content"]["status"] == "error" and reply["content"]["ename"] == "KeyboardInterrupt"
+        # what the notebook shows: one line, no traceback through nbinfer's frames
+        errors = []
+        while True:
+            m = kc.get_iopub_msg(timeout=60)
+            if m["parent_header"].get("msg_id") != msg_id:
+                continue
+            if m["msg_type"] == "error":
+                errors.append(m["content"])
+            if m["msg_type"] == "status" and m["content"]["execution_state"] == "idle":
+                break
+        assert [e["traceback"] for e in errors] == [["interrupted: 1 request cancelled, its KV blocks freed"]]
         _, out = run(kc, "from nbinfer.jupyter.session import get_llm\ns = get_llm().stats()\n"
                          "print(g.interrupted, s.blocks_used, s.num_running, s.num_waiting)")
         assert "True 0 0 0" in "".join(m["content"].get("text", "") for m in out)
@@ -152,4 +164,51 @@ def test_interrupt_cancels_and_kernel_keeps_the_engine(kernel_dir):
         assert reply["content"]["status"] == "ok"
     finally:
         kc.stop_channels()
+        km.shutdown_kernel(now=True)
+
+
+def test_run_all_stops_at_an_interrupted_generation(kernel_dir, tmp_path):
+    """Run All through nbclient, the stop button pressed (the kernel interrupted) while a %%generate
+    cell streams: that cell ends in error with one line, and the cells after it never run."""
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    streaming = tmp_path / "streaming"
+    watch = ("import threading, time, pathlib\n"            # tells the test when tokens are streaming
+             "def _watch():\n"
+             "    while not (get_ipython().user_ns.get('g') is not None and any(g.texts)):\n"
+             "        time.sleep(0.01)\n"
+             f"    pathlib.Path({str(streaming)!r}).write_text('yes')\n"
+             "threading.Thread(target=_watch, daemon=True).start()")
+    nb = new_notebook(cells=[
+        new_code_cell("%nbinfer load --num-kv-blocks 128"),
+        new_code_cell(watch),
+        new_code_cell("%%generate --max-tokens 400 -n 8 --temperature 1.0 --out g\nOnce upon a time"),
+        new_code_cell("print('this cell must not run')"),
+    ])
+    km = KernelManager(kernel_name=KERNEL, kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(kernel_dir)]))
+    km.start_kernel()
+
+    def press_stop():
+        deadline = time.monotonic() + 240
+        while not streaming.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        km.interrupt_kernel()
+
+    clicker = threading.Thread(target=press_stop, daemon=True)
+    clicker.start()
+    try:
+        with pytest.raises(nbclient.exceptions.CellExecutionError) as failed:
+            nbclient.NotebookClient(nb, km=km, timeout=300).execute()
+        assert failed.value.ename == "KeyboardInterrupt"
+        outputs = nb.cells[2].outputs
+        errors = [o for o in outputs if o.output_type == "error"]
+        assert [(e.ename, e.traceback) for e in errors] == [
+            ("KeyboardInterrupt", ["interrupted: 1 request cancelled, its KV blocks freed"])]
+        shown = [o for o in outputs if o.output_type == "display_data"]
+        assert shown and "interrupted" in shown[-1].data["text/plain"]      # the last frame says so too
+        assert nb.cells[3].outputs == [] and nb.cells[3].execution_count is None
+    finally:
+        clicker.join(timeout=5)
         km.shutdown_kernel(now=True)

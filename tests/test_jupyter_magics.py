@@ -128,10 +128,13 @@ def test_subcommands_can_be_added(ip, capsys):
     ("", "give a subcommand"),
     ("frob", "invalid choice: 'frob'"),
     ("load --dtype int8", "argument --dtype: invalid choice"),
-    ("load --block-size 0", "--block-size: expected a positive integer, got '0'"),
-    ("load --block-size x", "--block-size: expected a positive integer, got 'x'"),
-    ("load --num-kv-blocks -3", "--num-kv-blocks: expected a positive integer"),
-    ("load --gpu-memory-utilization 1.5", "--gpu-memory-utilization: expected a number in (0, 1]"),
+    # ranges are the engine config's own checks, named by flag
+    ("load --block-size 0", "--block-size must be a positive integer, got 0"),
+    ("load --block-size x", "argument --block-size: expected an integer, got 'x'"),
+    ("load --num-kv-blocks -3", "--num-kv-blocks must be a positive integer, got -3"),
+    ("load --gpu-memory-utilization 1.5", "--gpu-memory-utilization must be in (0, 1], got 1.5"),
+    ("load --gpu-memory-utilization nan", "--gpu-memory-utilization must be in (0, 1], got nan"),
+    ("load --device tpu", "argument --device: invalid choice: 'tpu' (choose from auto, cpu, cuda"),
     ("load --attention-backend cuda", "--attention-backend: invalid choice"),
     ("load --num-kv", "unrecognized arguments: --num-kv"),       # no abbreviations
     ("load --bogus", "unrecognized arguments: --bogus"),
@@ -183,6 +186,43 @@ def test_failed_load_is_one_line_and_leaves_nothing_loaded(ip, tmp_path):
     msg = usage_error(ip.run_line_magic, "nbinfer", f"load {tmp_path}")
     assert msg.startswith("%nbinfer load:")
     assert session.current_llm() is None
+
+
+def test_a_bad_option_keeps_the_loaded_model(ip, loaded):
+    """Options are checked as LLM(...) checks them before anything is unloaded: a typo must not
+    cost the model that is loaded."""
+    for line in ("load --device tpu", "load --block-size 0", "load --max-num-seqs -1", "load --dtype int8"):
+        usage_error(ip.run_line_magic, "nbinfer", line)
+        assert session.current_llm() is loaded and loaded.engine is not None
+
+
+@pytest.mark.parametrize("corrupt", [False, True])
+def test_any_load_failure_is_one_line_and_says_the_old_model_was_unloaded(ip, loaded, llama_dir, tmp_path,
+                                                                          corrupt):
+    model = tmp_path / "model"
+    expected = f"model path '{model}' does not exist"
+    if corrupt:
+        # not a ValueError: safetensors' own error type, which printed a full traceback before
+        shutil.copytree(llama_dir, model)
+        (model / "model.safetensors").write_bytes(b"garbage" * 10)
+        expected = "SafetensorError: Error while deserializing header"
+    msg = usage_error(ip.run_line_magic, "nbinfer", f"load {model}")
+    assert msg.startswith("%nbinfer load: ") and expected in msg, msg
+    assert f"(the previous model, {llama_dir} (float32, cpu), was unloaded)" in msg, msg
+    assert session.current_llm() is None and loaded.engine is None
+
+
+def test_an_unexpected_load_error_is_one_line_too(ip, monkeypatch):
+    import nbinfer
+
+    def broken(**kwargs):
+        raise RuntimeError("CUDA error: device-side assert triggered\nCompile with TORCH_USE_CUDA_DSA")
+
+    session.unload_llm()
+    monkeypatch.setattr(nbinfer, "LLM", broken)
+    msg = usage_error(ip.run_line_magic, "nbinfer", "load")
+    assert msg == ("%nbinfer load: RuntimeError: CUDA error: device-side assert triggered Compile with "
+                   "TORCH_USE_CUDA_DSA"), msg           # nothing was loaded, so nothing was unloaded
 
 
 def test_get_llm_autoloads_the_default_model(ip, capsys):
@@ -308,6 +348,8 @@ def test_chat_without_template_is_a_usage_error(ip, llama_dir, tmp_path):
     ("--max-tokens many", "x", "argument --max-tokens: expected an integer, got 'many'"),
     ("--temperature -1", "x", "--temperature must be >= 0.0"),
     ("--temperature hot", "x", "argument --temperature: expected a number"),
+    ("--temperature nan", "x", "--temperature must be a finite number, got 'nan'"),
+    ("--top-p inf", "x", "--top-p must be in [0.0, 1.0], got 'inf'"),
     ("--top-p 1.5", "x", "--top-p must be in [0.0, 1.0]"),
     ("--top-k 0", "x", "SamplingParams.top_k must be -1 (disabled) or >= 1"),
     ("--top-k x", "x", "argument --top-k: expected an integer"),
@@ -346,8 +388,9 @@ def test_interrupt_between_submits_cancels_what_was_submitted(ip, loaded, monkey
         return submitted[-1]
 
     monkeypatch.setattr(loaded, "submit", submit)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt) as stopped:
         gen(ip, "--max-tokens 2000", "Once upon a time\n---\nThe quick brown fox\n---\nA paged KV cache")
+    assert stopped.value._render_traceback_() == ["interrupted: 1 request cancelled, its KV blocks freed"]
     assert len(submitted) == 1 and submitted[0].done()
     assert submitted[0].result().outputs[0].finish_reason == "abort"
     s = loaded.stats()
@@ -461,8 +504,10 @@ def test_stop_button_cancels_frees_and_engine_keeps_running(ip, loaded):
 
     generation["old"] = ip.user_ns.get("stopme")
     threading.Thread(target=interrupt_when_streaming, daemon=True).start()
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt) as stopped:
         gen(ip, "--max-tokens 2000 -n 2 --out stopme", "Once upon a time\n---\nThe quick brown fox")
+    # what IPython shows instead of a traceback (the kernel test checks it reaches the notebook)
+    assert stopped.value._render_traceback_() == ["interrupted: 2 requests cancelled, their KV blocks freed"]
     g = ip.user_ns["stopme"]
     assert g.interrupted and g.done
     assert any(c.finish_reason == "abort" for o in g.outputs for c in o.outputs)
@@ -471,3 +516,50 @@ def test_stop_button_cancels_frees_and_engine_keeps_running(ip, loaded):
     assert session.current_llm() is loaded
     gen(ip, "--max-tokens 3 --out after", "still alive")
     assert ip.user_ns["after"].done and ip.user_ns["after"].error is None
+
+
+def _interrupt_when(condition, timeout=30.0):
+    """Ctrl-C in the main thread (what the stop button does) once condition() holds."""
+    def watch():
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if condition():
+                _thread.interrupt_main()
+                return
+            time.sleep(0.005)
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def test_stop_button_shows_one_line_and_no_nbinfer_frames(ip, loaded, capsys):
+    """Through IPython's own error display, as a notebook shows it: one line, the cell in error."""
+    ip.user_ns.pop("oneline", None)
+    _interrupt_when(lambda: "oneline" in ip.user_ns and any(ip.user_ns["oneline"].texts))
+    result = ip.run_cell("%%generate --max-tokens 2000 --out oneline\nOnce upon a time")
+    assert isinstance(result.error_in_exec, KeyboardInterrupt)       # the cell failed: Run All stops
+    out = capsys.readouterr().out
+    assert out.rstrip().endswith("\ninterrupted: 1 request cancelled, its KV blocks freed"), out
+    assert "Traceback" not in out and "generation.py" not in out and "magics.py" not in out
+    assert loaded.stats().blocks_used == 0
+
+
+def test_a_click_after_the_run_finished_claims_nothing(ip, loaded, monkeypatch):
+    """The stop button pressed while the cell paints its last frame: every request had finished, so
+    nothing was cancelled and the result is not marked interrupted; the cell still stops (Run All)."""
+    real_follow = generation_mod.LiveDisplay.follow
+
+    def follow_then_click(self):
+        real_follow(self)
+        assert self.generation.done
+        raise KeyboardInterrupt
+
+    pub = CapturingDisplayPublisher()
+    monkeypatch.setattr(ip, "display_pub", pub)
+    monkeypatch.setattr(generation_mod, "in_kernel", lambda: True)
+    monkeypatch.setattr(generation_mod.LiveDisplay, "follow", follow_then_click)
+    with pytest.raises(KeyboardInterrupt) as stopped:
+        gen(ip, "--max-tokens 5 --out late", "Once upon a time")
+    assert stopped.value._render_traceback_() == [
+        "interrupted after the generation had finished; nothing was cancelled"]
+    late = ip.user_ns["late"]
+    assert not late.interrupted and "finished: length" in late._status_line()
+    assert "finished: length" in pub.outputs[-1]["data"]["text/plain"]

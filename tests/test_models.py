@@ -85,7 +85,7 @@ def test_sharded_checkpoint_with_index(model_dir, hf_ref):
 
 def test_dtype_auto_is_bf16_only_where_the_hardware_computes_in_it(monkeypatch):
     """HF-parity tests above pass dtype="float32": auto is bf16 on CPUs with native bf16 (and CUDA)."""
-    from nbinfer.engine.model_runner import resolve_dtype
+    from nbinfer.engine.resolved import resolve_dtype
     from nbinfer.kernels import cpu_features
     cpu = torch.device("cpu")
     monkeypatch.setenv("NBINFER_CPU_BF16", "1")

@@ -1,5 +1,6 @@
 """Every notebook in notebooks/ runs top to bottom in a fresh kernel without an error."""
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -37,7 +38,9 @@ def test_notebook_runs_without_errors(path, kernel_dirs, tmp_path):
     km = KernelManager(kernel_name="python3", kernel_spec_manager=KernelSpecManager(kernel_dirs=kernel_dirs))
     client = NotebookClient(nb, km=km, timeout=600, allow_errors=False, store_widget_state=True,
                             resources={"metadata": {"path": str(tmp_path)}})
-    client.execute()          # raises CellExecutionError, naming the cell, on the first error
+    # the notebooks run on the default model a user gets (conftest points other tests at the bundled one)
+    user_env = {k: v for k, v in os.environ.items() if k != "NBINFER_DEFAULT_MODEL"}
+    client.execute(env=user_env)          # raises CellExecutionError, naming the cell, on the first error
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
               if o.get("output_type") == "error"]
     assert not errors
@@ -48,6 +51,6 @@ def test_notebook_runs_without_errors(path, kernel_dirs, tmp_path):
     if any("%nbinfer dashboard" in c.source for c in nb.cells if c.cell_type == "code"):
         # the dashboard's last frame is saved with the notebook
         state = nb.metadata.get("widgets", {}).get(WIDGET_STATE, {}).get("state", {})
-        blockmaps = [m for m in state.values() if m.get("state", {}).get("_anywidget_id", "").endswith("BlockMap")]
-        assert blockmaps, "no block-map widget state was saved"
+        views = [m for m in state.values() if m.get("state", {}).get("_anywidget_id", "").endswith("DashboardView")]
+        assert views, "no dashboard widget state was saved"
     (tmp_path / path.name).write_text(nbformat.writes(nb))     # the executed copy, for inspection

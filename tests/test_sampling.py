@@ -118,14 +118,14 @@ def test_stop_token_ids_and_eos(shared_llm):
     c = out.outputs[0]
     assert c.token_ids == toks[:first + 1] and c.finish_reason == "stop" and c.stop_reason == stop_tok
 
-    engine = shared_llm.engine
-    saved = engine.eos_ids
-    engine.eos_ids = {stop_tok}
+    processor = shared_llm.engine.outputs        # the output processor decides what ends a sequence
+    saved = processor.eos_ids
+    processor.eos_ids = {stop_tok}
     try:
         eos = shared_llm.generate(PROMPT, SamplingParams(temperature=0, max_tokens=20))[0].outputs[0]
         ignored = shared_llm.generate(PROMPT, SamplingParams(temperature=0, max_tokens=20, ignore_eos=True))[0]
     finally:
-        engine.eos_ids = saved
+        processor.eos_ids = saved
     assert eos.token_ids == toks[:first + 1] and eos.finish_reason == "stop" and eos.stop_reason is None
     assert ignored.outputs[0].token_ids == toks
 

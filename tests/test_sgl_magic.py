@@ -164,6 +164,26 @@ def test_errors_render_as_one_line_with_the_cell_line(shell, engine, capsys):
     assert out[-1].startswith("SglCompileError: cell line 4, column 5: s.if_(...) opens a block")
 
 
+
+@pytest.mark.parametrize("body, message", [
+    # a definitions cell: Python's compiler refuses it before any program is defined
+    ('@function\ndef p(s):\n    s += "a"\n    break\n', "cell line 5, column 5: 'break' outside loop"),
+    ('@function\ndef p(s):\n    def q():\n        nonlocal zz\n    s += "a"\n',
+     "cell line 5, column 9: no binding for nonlocal 'zz' found"),
+    ('@function\ndef p(s):\n    x = "éé"; break\n', "cell line 4, column 15: 'break' outside loop"),
+    ('break\n', "cell line 2, column 1: 'break' outside loop"),
+    # a program cell whose plain-Python statements do not compile
+    ('s += "a"\ndef q():\n    nonlocal zz\n', "cell line 4, column 5: no binding for nonlocal 'zz' found"),
+    ('s += "a"\nx = [i for i in range(3) if (yield)]\n',
+     "cell line 3, column 30: 'yield' inside list comprehension"),
+])
+def test_python_compile_errors_are_one_line_with_the_cell_line_and_column(shell, body, message, capsys):
+    result = shell.run_cell("%%sgl\n" + body)
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out == ["SglCompileError: " + message]
+    assert isinstance(result.error_in_exec, sgl.SglCompileError)
+    assert "p" not in shell.user_ns or not isinstance(shell.user_ns["p"], sgl.SglFunction)
+
 def test_ctrl_c_cancels_the_program_and_frees_its_blocks(shell, llama_dir, capsys):
     llm = LLM(llama_dir, num_kv_blocks=128)
     session.set_llm(llm)

@@ -6,7 +6,7 @@ import time
 import pytest
 
 import nbinfer as sgl
-from nbinfer.lang.backend import Backend, GenResult
+from nbinfer.lang.backends import Backend, GenResult
 from nbinfer.lang.chat_template import ChatTemplate
 from nbinfer.lang.errors import SglError
 

@@ -126,7 +126,7 @@ def run_bench(model=None, shape=None, workload="mixed", num_prompts=None, scale=
     shared machine hits each alike); on CUDA they run one after another (one engine's memory pool at a time)."""
     import torch
 
-    from nbinfer.engine.model_runner import resolve_device, resolve_dtype
+    from nbinfer.engine.resolved import resolve_device, resolve_dtype
 
     from .metrics import Summary, agreement, percentile
     from .peers import parse_peer_options, peer_python as python_for

@@ -36,10 +36,14 @@ class BlockPool:
         """Blocks an allocation can get: free ones plus evictable cached ones."""
         return len(self._free) + self._num_cached
 
+    @property
+    def prefix_caching(self) -> bool:
+        return self.cache is not None
+
     def cached_block_ids(self) -> list[int]:
         if self.cache is None:
             return []
-        return [b for b in self.cache._by_block if self.ref[b] == 0]
+        return [b for b in self.cache.blocks() if self.ref[b] == 0]
 
     # -- allocation -------------------------------------------------------------------------------
     def allocate(self, n: int, after: int | None = None) -> list[int] | None:
@@ -79,6 +83,18 @@ class BlockPool:
                 else:
                     self._free.push((b,))
 
+    def fork(self, blocks: list[int], num_tokens: int) -> list[int] | None:
+        """Blocks for a copy of a sequence whose first num_tokens sit in `blocks`: the full ones shared
+        (one more reference each), the partial last one a fresh block (the caller copies its KV);
+        None when no block is left for it."""
+        full = num_tokens // self.block_size
+        fresh = self.allocate(1, after=blocks[-1]) if num_tokens % self.block_size else []
+        if fresh is None:
+            return None
+        shared = blocks[:full]
+        self.incref(shared)
+        return shared + fresh
+
     # -- prefix cache -----------------------------------------------------------------------------
     def match_prefix(self, tokens, max_tokens: int) -> list[int]:
         """Referenced blocks of the longest cached prefix of tokens[:max_tokens] (whole blocks)."""
@@ -87,6 +103,13 @@ class BlockPool:
         blocks = self.cache.match(tokens, max_tokens // self.block_size)
         self.incref(blocks)
         return blocks
+
+    def cached_prefix_blocks(self, tokens, max_tokens: int) -> int:
+        """How many whole blocks of tokens[:max_tokens] the cache holds, without touching recency
+        (to rank waiting requests)."""
+        if self.cache is None:
+            return 0
+        return len(self.cache.peek(tokens, max_tokens // self.block_size))
 
     def insert_full_blocks(self, tokens, blocks: list[int], num_full: int, start: int,
                            hint: Node | None) -> Node | None:

@@ -1,4 +1,4 @@
-"""How many intra-op threads a CPU step should use, learnt by measuring.
+"""How many intra-op threads a CPU step (or a loop of small ops in it) should use.
 
 The engine's forward runs on its own thread, and on a CPU every OpenMP region entered from a thread
 other than the main one costs tens of microseconds of hand-off (measured here: a 4.8k-element
@@ -58,3 +58,19 @@ class ThreadTuner:
             if b not in self.choice:
                 self._record(b, threads, time.perf_counter() - start)
             torch.set_num_threads(previous)
+
+
+@contextmanager
+def small_ops(device: torch.device):
+    """Run a loop of small CPU ops on one intra-op thread. Each OpenMP region entered from a thread
+    other than the main one (the engine thread) costs ~50 us of hand-off (measured on 2 cores), which
+    for per-sequence ops of a few microseconds of work is the whole cost; splitting them gains nothing."""
+    n = torch.get_num_threads()
+    if device.type != "cpu" or n == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)

@@ -14,7 +14,8 @@ outputs are dropped.
 A bucket's attention metadata says max_seq_len = max_model_len, so the backend fixes launch constants
 (the number of KV splits) that are valid for any context length; the lengths themselves are read on
 the device. Only backends whose decode path reads nothing from the host lists in the metadata may
-be captured: the Triton backend (TritonAttention) qualifies, the torch reference backend does not.
+be captured (AttentionBackend.supports_cuda_graphs): the Triton backend qualifies, the torch
+reference backend does not.
 """
 from __future__ import annotations
 
@@ -148,7 +149,7 @@ class DecodeGraphs:
 
 def supports_graphs(device: torch.device, enforce_eager: bool, backend) -> bool:
     """Graphs need CUDA, a backend whose decode path reads only device tensors, and not enforce_eager."""
-    return device.type == "cuda" and not enforce_eager and getattr(backend, "name", None) == "triton"
+    return device.type == "cuda" and not enforce_eager and backend.supports_cuda_graphs
 
 
 def build_decode_graphs(model, make_context, cos, sin, *, block_size: int, max_model_len: int,

@@ -1,6 +1,7 @@
 """Model runner: owns the weights and the paged KV cache on the device, turns a Batch into logits."""
 from __future__ import annotations
 
+import gc
 import logging
 import os
 from contextlib import nullcontext
@@ -9,14 +10,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..kernels import cpu_features, cpu_llama
-from ..models.config import ModelConfig
+from ..kernels import cpu_llama
 from ..models.loader import build_model, init_dummy_weights, load_weights
 from ..models.rope import cos_sin_table
 from .attention import AttentionMetadata, make_backend
-from .config import EngineConfig
 from .cpu_threads import ThreadTuner
 from .cuda_graph import build_decode_graphs, supports_graphs
+from .resolved import ResolvedConfig
 from .scheduler import Batch
 
 log = logging.getLogger("nbinfer")
@@ -48,39 +48,12 @@ class StepOutput:
     prompt_spans: list[PromptLogitsSpan]
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={name!r} but CUDA is not available here")
-    if dev.type not in ("cuda", "cpu"):
-        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {name!r}")
-    return dev
-
-
-_DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float": torch.float32,
-           "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-           "float16": torch.float16, "fp16": torch.float16, "half": torch.float16}
-
-
-def resolve_dtype(dtype, device: torch.device) -> torch.dtype:
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    if dtype == "auto":        # bf16 where the hardware computes in it natively (CUDA; CPUs with bf16 dot products)
-        return torch.bfloat16 if device.type == "cuda" or cpu_features.native_bf16() else torch.float32
-    if dtype not in _DTYPES:
-        raise ValueError(f"dtype must be 'auto', 'float32', 'bfloat16' or 'float16', got {dtype!r}")
-    return _DTYPES[dtype]
-
-
 class ModelRunner:
-    def __init__(self, cfg: EngineConfig, model_cfg: ModelConfig, path, device: torch.device,
-                 dtype: torch.dtype, max_model_len: int, max_num_batched_tokens: int):
-        self.cfg, self.model_cfg = cfg, model_cfg
-        self.device, self.dtype = device, dtype
+    def __init__(self, rc: ResolvedConfig):
+        cfg, model_cfg, device, dtype, max_model_len = rc.cfg, rc.model, rc.device, rc.dtype, rc.max_model_len
+        self.cfg, self.model_cfg, self.device, self.dtype = cfg, model_cfg, device, dtype
         self.block_size = cfg.block_size
-        self.max_num_batched_tokens = max_num_batched_tokens
+        self.max_num_batched_tokens = rc.max_num_batched_tokens
         if device.type == "cuda":
             torch.cuda.set_device(device)
             torch.cuda.reset_peak_memory_stats(device)
@@ -88,9 +61,9 @@ class ModelRunner:
         if cfg.load_format == "dummy":
             init_dummy_weights(self.model, cfg.seed)
         else:
-            load_weights(self.model, path)
+            load_weights(self.model, rc.model_path)
         self.weights_bytes = sum(p.numel() * p.element_size() for p in self.model.parameters())
-        self.backend = make_backend(cfg.attention_backend, device, cfg.block_size)
+        self.backend = make_backend(rc.attention_backend, device, cfg.block_size)
         self.threads = ThreadTuner(torch.get_num_threads()) if device.type == "cpu" else None
         self.cos, self.sin = cos_sin_table(model_cfg.head_dim, model_cfg.rope_theta, model_cfg.rope_scaling,
                                            model_cfg.max_position_embeddings,
@@ -240,6 +213,10 @@ class ModelRunner:
         self.backend.copy_blocks(self.kv_cache, s, d)
 
     def close(self) -> None:
+        """Free weights, KV cache and graphs now (GPU memory returns to where it was)."""
         if self.cpu_step is not None:
             self.cpu_step.close()
         del self.graphs, self.model, self.kv_cache, self.cos, self.sin
+        gc.collect()
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()

@@ -39,6 +39,10 @@ class RadixCache:
     def __len__(self) -> int:
         return len(self._by_block)
 
+    def blocks(self):
+        """Every block in the tree (referenced or not)."""
+        return self._by_block.keys()
+
     def _key(self, tokens, i: int) -> tuple:
         bs = self.block_size
         return tuple(tokens[i * bs:(i + 1) * bs])

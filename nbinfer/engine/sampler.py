@@ -6,7 +6,7 @@ log-softmax (as vLLM reports them), before penalties and temperature.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -20,6 +20,8 @@ class SampleResult:
     ranks: list[int] | None
     top_ids: list[list[int]] | None        # top-k ids per row (k = that row's logprobs)
     top_logprobs: list[list[float]] | None
+    errors: dict[int, Exception] = field(default_factory=dict)   # rows whose constraint raised: their
+                                                                  # token means nothing, their request fails
 
 
 class Sampler:
@@ -34,8 +36,9 @@ class Sampler:
         want_lp = any(p.logprobs is not None for p in params)
         raw_logprobs = torch.log_softmax(logits, dim=-1) if want_lp else None
 
+        errors: dict[int, Exception] = {}
         logits = self._apply_penalties(logits, seqs, params)
-        logits = self._apply_constraints(logits, seqs, params)
+        logits = self._apply_constraints(logits, seqs, errors)
 
         greedy = [p.greedy for p in params]
         if all(greedy):
@@ -43,7 +46,7 @@ class Sampler:
         else:
             tokens = self._sample(logits, seqs, params, greedy)
 
-        result = SampleResult(tokens.tolist(), None, None, None, None)
+        result = SampleResult(tokens.tolist(), None, None, None, None, errors)
         if want_lp:
             self._fill_logprobs(result, raw_logprobs, tokens, params)
         return result
@@ -68,15 +71,18 @@ class Sampler:
                 row -= p.frequency_penalty * counts + p.presence_penalty * (counts > 0).to(row.dtype)
         return logits
 
-    def _apply_constraints(self, logits, seqs, params):
+    def _apply_constraints(self, logits, seqs, errors):
         rows = [i for i, s in enumerate(seqs) if s.constraint is not None]
         if not rows:
             return logits
         logits = logits.clone()
         for i in rows:
-            mask = seqs[i].constraint.allowed_mask(logits.shape[-1])
-            if mask is not None:
-                logits[i].masked_fill_(~mask.to(logits.device), float("-inf"))
+            try:    # a constraint is the request's own object: what it raises fails that request alone
+                mask = seqs[i].constraint.allowed_mask(logits.shape[-1])
+                if mask is not None:
+                    logits[i].masked_fill_(~mask.to(logits.device), float("-inf"))
+            except Exception as e:
+                errors[i] = e
         return logits
 
     # -- sampling ---------------------------------------------------------------------------------

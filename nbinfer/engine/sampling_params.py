@@ -1,7 +1,10 @@
 """SamplingParams: vLLM's names and meanings; every invalid value is a ValueError naming the field."""
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, field, replace
+
+from .checks import Checker
 
 _GREEDY_EPS = 1e-5
 
@@ -34,57 +37,33 @@ class SamplingParams:
     constraint: object | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self):
-        if isinstance(self.stop, str):
-            self.stop = [self.stop]
-        self.stop = list(self.stop or [])
-        self.stop_token_ids = list(self.stop_token_ids or [])
         self._validate()
 
     def _validate(self):
-        def bad(name, why):
-            raise ValueError(f"SamplingParams.{name} {why}, got {getattr(self, name)!r}")
-
-        def number(name):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)):
-                bad(name, "must be a number")
-            return float(v)
-
-        def integer(name):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int):
-                bad(name, "must be an integer")
-            return v
-
-        if number("temperature") < 0:
-            bad("temperature", "must be >= 0")
-        if not 0 < number("top_p") <= 1:
-            bad("top_p", "must be in (0, 1]")
-        if integer("top_k") == 0 or self.top_k < -1:
-            bad("top_k", "must be -1 (disabled) or >= 1")
-        if not 0 <= number("min_p") <= 1:
-            bad("min_p", "must be in [0, 1]")
-        if self.max_tokens is not None and integer("max_tokens") < 1:
-            bad("max_tokens", "must be >= 1")
-        if integer("n") < 1:
-            bad("n", "must be >= 1")
-        if self.seed is not None and not -2**63 <= integer("seed") < 2**64:
-            bad("seed", "must fit in 64 bits")
-        for name in ("logprobs", "prompt_logprobs"):
-            if getattr(self, name) is not None and integer(name) < 0:
-                bad(name, "must be >= 0")
-        if number("repetition_penalty") <= 0:
-            bad("repetition_penalty", "must be > 0")
-        if not -2 <= number("presence_penalty") <= 2:
-            bad("presence_penalty", "must be in [-2, 2]")
-        if not -2 <= number("frequency_penalty") <= 2:
-            bad("frequency_penalty", "must be in [-2, 2]")
-        if any(not isinstance(s, str) or s == "" for s in self.stop):
-            bad("stop", "must be non-empty strings")
-        if any(isinstance(t, bool) or not isinstance(t, int) or t < 0 for t in self.stop_token_ids):
-            bad("stop_token_ids", "must be non-negative integers")
-        if integer("logprob_start_len") < 0:
-            bad("logprob_start_len", "must be >= 0")
+        """Every field checked (type, range, finiteness), normalised in place (stop becomes a list)."""
+        check = Checker("SamplingParams")
+        self.temperature = check.number("temperature", self.temperature, low=0.0)
+        self.top_p = check.number("top_p", self.top_p, low=0.0, high=1.0, low_open=True)
+        self.top_k = check.integer("top_k", self.top_k, low=-1)
+        if self.top_k == 0:
+            check.fail("top_k", 0, "must be -1 (disabled) or >= 1")
+        self.min_p = check.number("min_p", self.min_p, low=0.0, high=1.0)
+        self.max_tokens = check.integer("max_tokens", self.max_tokens, low=1, optional=True)
+        self.stop = _string_list(check, "stop", self.stop)
+        self.stop_token_ids = _token_list(check, "stop_token_ids", self.stop_token_ids)
+        self.ignore_eos = check.boolean("ignore_eos", self.ignore_eos)
+        self.n = check.integer("n", self.n, low=1)
+        self.seed = check.integer("seed", self.seed, low=-2**63, high=2**64 - 1, optional=True)
+        self.logprobs = check.integer("logprobs", self.logprobs, low=0, optional=True)
+        self.prompt_logprobs = check.integer("prompt_logprobs", self.prompt_logprobs, low=0, optional=True)
+        self.repetition_penalty = check.number("repetition_penalty", self.repetition_penalty, low=0.0, low_open=True)
+        self.presence_penalty = check.number("presence_penalty", self.presence_penalty, low=-2.0, high=2.0)
+        self.frequency_penalty = check.number("frequency_penalty", self.frequency_penalty, low=-2.0, high=2.0)
+        self.skip_special_tokens = check.boolean("skip_special_tokens", self.skip_special_tokens)
+        self.include_stop_str_in_output = check.boolean("include_stop_str_in_output", self.include_stop_str_in_output)
+        self.logprob_start_len = check.integer("logprob_start_len", self.logprob_start_len, low=0)
+        if self.constraint is not None and not callable(getattr(self.constraint, "new_state", None)):
+            check.fail("constraint", self.constraint, "must have a new_state() method (see nbinfer.lang.constraints)")
 
     @property
     def greedy(self) -> bool:
@@ -96,3 +75,24 @@ class SamplingParams:
 
     def clone(self, **changes) -> "SamplingParams":
         return replace(self, **changes)
+
+
+def _string_list(check: Checker, name: str, value) -> list[str]:
+    """None, a str or a list/tuple of non-empty str -> a list."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(s, str) and s for s in value):
+        check.fail(name, value, "must be a non-empty string or a list of non-empty strings")
+    return list(value)
+
+
+def _token_list(check: Checker, name: str, value) -> list[int]:
+    """None or a list/tuple of non-negative token ids -> a list of int."""
+    if value is None:
+        return []
+    if not isinstance(value, (list, tuple)) or any(isinstance(t, bool) or not isinstance(t, numbers.Integral)
+                                                   or t < 0 for t in value):
+        check.fail(name, value, "must be a list of non-negative integer token ids")
+    return [int(t) for t in value]

@@ -32,6 +32,17 @@ class Batch:
     num_tokens: int = 0
     preempted: list[Sequence] = field(default_factory=list)
 
+    def token_counts(self) -> tuple[int, int]:
+        """(prefill, decode) tokens of this step, for the throughput meter (before commit())."""
+        prefill = decode = 0
+        for it in self.items:
+            seq = it.seq
+            if it.num_new == 1 and seq.num_output > 0 and seq.num_computed == seq.num_tokens - 1:
+                decode += 1
+            else:
+                prefill += it.num_new
+        return prefill, decode
+
 
 class Scheduler:
     def __init__(self, cfg: EngineConfig, pool: BlockPool, max_num_batched_tokens: int):
@@ -50,19 +61,58 @@ class Scheduler:
     def add(self, seq: Sequence) -> None:
         self.waiting.append(seq)
 
-    def add_running(self, seq: Sequence) -> None:
-        """A forked child: it already holds blocks and continues where its parent stopped."""
-        seq.state = SeqState.RUNNING
-        self.running.append(seq)
+    def finish(self, seqs: list[Sequence]) -> None:
+        """Take sequences out (finished or aborted) and give their blocks back: one pass over each
+        queue however many there are (n = 1000 samples finishing together cost O(n), not O(n^2))."""
+        seqs = [s for s in seqs if not s.finished]
+        if not seqs:
+            return
+        gone = set(seqs)
+        if any(s.state is SeqState.RUNNING for s in seqs):
+            self.running = [s for s in self.running if s not in gone]
+        if any(s.state is SeqState.WAITING for s in seqs):
+            self.waiting = deque(s for s in self.waiting if s not in gone)
+        for seq in seqs:
+            self._release(seq)
+            seq.mark_finished()
 
     def remove(self, seq: Sequence) -> None:
-        """Take a sequence out (finished or aborted) and give its blocks back."""
-        if seq.state is SeqState.RUNNING:
-            self.running.remove(seq)
-        elif seq.state is SeqState.WAITING and seq in self.waiting:
-            self.waiting.remove(seq)
-        self._release(seq)
-        seq.state = SeqState.FINISHED
+        self.finish([seq])
+
+    def commit(self, batch: Batch) -> None:
+        """The batch has run: its tokens' KV is in the cache, and blocks it filled join the prefix cache."""
+        for it in batch.items:
+            seq = it.seq
+            seq.num_computed += it.num_new
+            full = seq.num_computed // self.block_size
+            if full > seq.num_published:
+                seq.cache_hint = self.pool.insert_full_blocks(seq.token_ids, seq.blocks, full,
+                                                              seq.num_published, seq.cache_hint)
+                seq.num_published = full
+
+    def fork(self, parent: Sequence, children: list[Sequence]) -> tuple[list[int], list[int]]:
+        """n > 1, after the prompt's prefill: each child shares the parent's full blocks, gets a copy of
+        its partial last one and runs on from where the parent stopped; a child that finds no room
+        (max_num_seqs, or no block) waits, to be recomputed later mostly from the prefix cache.
+        Returns the (source, destination) blocks whose KV the runner must copy."""
+        src, dst = [], []
+        full = parent.num_computed // self.block_size
+        for child in children:
+            blocks = None
+            if len(self.running) < self.cfg.max_num_seqs:
+                blocks = self.pool.fork(parent.blocks, parent.num_computed)
+            if blocks is None:
+                self.waiting.append(child)
+                continue
+            if len(blocks) > full:
+                src.append(parent.blocks[full])
+                dst.append(blocks[full])
+            child.blocks = blocks
+            child.num_computed = parent.num_computed
+            child.num_published, child.cache_hint = parent.num_published, parent.cache_hint
+            child.state = SeqState.RUNNING
+            self.running.append(child)
+        return src, dst
 
     def _release(self, seq: Sequence) -> None:
         self.pool.release(seq.blocks)
@@ -115,7 +165,7 @@ class Scheduler:
             self._sort_waiting_by_cached_prefix()
         # A request whose next block is being computed right now by another one (same prefix, not
         # cached yet) waits a step and then hits the cache instead of computing it a second time.
-        inflight = self._inflight_blocks() if self.pool.cache is not None else None
+        inflight = self._inflight_blocks() if self.pool.prefix_caching else None
         deferred: list[Sequence] = []
         while self.waiting and budget > 0 and len(self.running) < self.cfg.max_num_seqs and not batch.preempted:
             seq = self.waiting.popleft()
@@ -182,9 +232,8 @@ class Scheduler:
 
     def _sort_waiting_by_cached_prefix(self) -> None:
         """SGLang's longest-prefix-match policy: requests whose prefix is hot go first."""
-        cache = self.pool.cache
-        if cache is None:
+        if not self.pool.prefix_caching:
             return
         def cached_blocks(seq: Sequence) -> int:
-            return len(cache.peek(seq.token_ids, self._max_prefix_tokens(seq) // self.block_size))
+            return self.pool.cached_prefix_blocks(seq.token_ids, self._max_prefix_tokens(seq))
         self.waiting = deque(sorted(self.waiting, key=cached_blocks, reverse=True))

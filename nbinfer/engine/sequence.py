@@ -14,6 +14,7 @@ import torch
 
 from .outputs import RequestMetrics, TokenLogprobs
 from .sampling_params import SamplingParams
+from .sink import RequestSink
 
 
 class SeqState(enum.Enum):
@@ -64,6 +65,11 @@ class Sequence:
     def finished(self) -> bool:
         return self.state is SeqState.FINISHED
 
+    def mark_finished(self) -> None:
+        if self.state is not SeqState.FINISHED:
+            self.state = SeqState.FINISHED
+            self.request.num_finished += 1
+
     def __repr__(self) -> str:
         return (f"Sequence(id={self.seq_id}, req={self.request.request_id}, tokens={self.num_tokens}, "
                 f"computed={self.num_computed}, blocks={len(self.blocks)}, {self.state.value})")
@@ -78,12 +84,14 @@ class Request:
     max_tokens: int                             # resolved: never past max_model_len
     arrival_time: float
     program_id: str | None = None               # SGL program that sent it (scheduling hint)
+    origin: str = "api"                         # who sent it ("api", "server", ...): the dashboard's tag
     seqs: list[Sequence] = field(default_factory=list)
     prompt_logprobs: list | None = None
     prompt_logprobs_done: int = 0               # prompt positions whose logprobs are collected
     forked: bool = False                        # n > 1: children created after the prompt's prefill
+    num_finished: int = 0                       # of seqs (a count, so checking a request is O(1))
     metrics: RequestMetrics = None
-    sink: object = None                         # RequestHandle receiving events
+    sink: RequestSink | None = None             # where the engine writes its events (a RequestHandle)
 
     def __post_init__(self):
         self.metrics = RequestMetrics(arrival_time=self.arrival_time)
@@ -98,4 +106,4 @@ class Request:
 
     @property
     def finished(self) -> bool:
-        return bool(self.seqs) and all(s.finished for s in self.seqs) and (self.forked or self.params.n == 1)
+        return 0 < len(self.seqs) == self.num_finished and (self.forked or self.params.n == 1)

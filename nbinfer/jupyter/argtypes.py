@@ -1,10 +1,11 @@
 """argparse `type=` checkers shared by %nbinfer, %%generate and %%sgl.
 
-Each raises argparse.ArgumentTypeError, which the magics' parsers turn into a one-line UsageError;
+Each raises argparse.ArgumentTypeError, which the magics' parser turns into a one-line UsageError;
 the messages are part of the interface (tests and users read them)."""
 from __future__ import annotations
 
 import argparse
+import math
 from typing import Callable
 
 
@@ -14,13 +15,26 @@ def identifier(text: str) -> str:
     return text
 
 
-def _checked(convert: Callable, expected: str, bad: Callable, out_of_range: str):
-    """A type= function: convert(text), rejecting what does not convert or what bad(value) flags."""
+def _converter(convert: Callable, expected: str):
+    """A type= function: convert(text), or an error saying what was expected."""
     def parse(text: str):
         try:
-            value = convert(text)
+            return convert(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+    return parse
+
+
+integer = _converter(int, "an integer")
+number = _converter(float, "a number")
+
+
+def _checked(convert: Callable, expected: str, bad: Callable, out_of_range: str):
+    """A type= function: convert(text), rejecting what does not convert or what bad(value) flags."""
+    to_value = _converter(convert, expected)
+
+    def parse(text: str):
+        value = to_value(text)
         if bad(value):
             raise argparse.ArgumentTypeError(f"{out_of_range}, got {text!r}")
         return value
@@ -33,11 +47,21 @@ def int_min(lo: int, name: str | None = None):
 
 
 def float_in(lo: float, hi: float | None = None, name: str | None = None):
-    """A float in [lo, hi] (hi None: no upper bound)."""
+    """A finite float in [lo, hi] (hi None: no upper bound)."""
     bound = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
-    return _checked(float, "a number", lambda v: v < lo or (hi is not None and v > hi),
-                    f"{name + ' ' if name else ''}must be {bound}")
+    in_range = _checked(float, "a number", lambda v: v < lo or (hi is not None and v > hi),
+                        f"{name + ' ' if name else ''}must be {bound}")
+    finite = _checked(in_range, "a number", lambda v: not math.isfinite(v),
+                      f"{name + ' ' if name else ''}must be a finite number")
+    return finite
 
 
-positive_int = _checked(int, "a positive integer", lambda v: v <= 0, "expected a positive integer")
-fraction = _checked(float, "a number in (0, 1]", lambda v: not 0.0 < v <= 1.0, "expected a number in (0, 1]")
+def choice(options: tuple[str, ...], indexed: bool = False):
+    """One of `options`; with indexed, also "option:N" for any option but "auto" (cuda:1)."""
+    def parse(text: str) -> str:
+        kind, sep, index = text.partition(":")
+        if text in options or (indexed and sep and kind in options and kind != "auto" and index.isdigit()):
+            return text
+        also = " (or one of them with ':N')" if indexed else ""
+        raise argparse.ArgumentTypeError(f"invalid choice: {text!r} (choose from {', '.join(options)}{also})")
+    return parse

@@ -4,7 +4,7 @@ Adding one (e.g. `%nbinfer bench` from the bench module) is a decorator, nothing
 
     from nbinfer.jupyter.commands import subcommand
 
-    def add_arguments(p):                  # p is an argparse parser whose errors raise UsageError
+    def add_arguments(p):                  # p: a MagicParser (strict argparse; errors are one UsageError line)
         p.add_argument("--num-prompts", type=int, default=8)
 
     @subcommand("bench", "run a short benchmark on the loaded model", add_arguments)
@@ -16,11 +16,13 @@ Modules listed in PLUGINS are imported (if present) when the extension loads.
 from __future__ import annotations
 
 import argparse
-import shlex
+import difflib
 from dataclasses import dataclass
 from typing import Callable
 
 from IPython.core.error import UsageError
+
+from .magic_parser import MagicParser
 
 # optional modules owned by other parts of nbinfer that register subcommands when imported
 PLUGINS = ("nbinfer.bench.magic",)
@@ -48,39 +50,19 @@ def subcommand(name: str, help: str, add_arguments: Callable | None = None):
     return register
 
 
-class _Parser(argparse.ArgumentParser):
-    """Strict: no abbreviated flags, no -h (help is `%nbinfer?`), and every complaint is one
-    UsageError line naming the subcommand -- never a SystemExit inside the kernel."""
-
-    def __init__(self, *args, **kwargs):
-        kwargs.setdefault("add_help", False)
-        kwargs.setdefault("allow_abbrev", False)
-        super().__init__(*args, **kwargs)
-
-    def error(self, message):
-        raise UsageError(f"{self.prog}: {message}")
-
-    def exit(self, status=0, message=None):
-        raise UsageError(f"{self.prog}: {message or 'invalid arguments'}".strip())
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="%nbinfer", description="Load, inspect and unload the notebook's LLM engine.",
-                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", metavar="SUBCOMMAND", parser_class=_Parser)
-    for cmd in SUBCOMMANDS.values():
-        p = sub.add_parser(cmd.name, help=cmd.help, description=cmd.help, prog=f"%nbinfer {cmd.name}")
-        cmd.add_arguments(p)
+def subcommand_parser(cmd: Subcommand) -> MagicParser:
+    parser = MagicParser(prog=f"%nbinfer {cmd.name}", description=cmd.help)
+    cmd.add_arguments(parser)
     return parser
 
 
 def help_text() -> str:
     """Full help: the overview, then every subcommand's usage (what `%nbinfer?` shows)."""
-    parser = build_parser()
-    parts = [parser.format_help().rstrip()]
-    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    for name, p in sub.choices.items():
-        parts.append(f"--- %nbinfer {name} ---\n" + p.format_help().rstrip())
+    width = max(map(len, SUBCOMMANDS), default=0) + 2
+    parts = ["usage: %nbinfer SUBCOMMAND [FLAGS]\n\nLoad, inspect and unload the notebook's LLM engine.\n\n"
+             "subcommands:\n" + "\n".join(f"  {name:<{width}}{cmd.help}" for name, cmd in SUBCOMMANDS.items())]
+    for name, cmd in SUBCOMMANDS.items():
+        parts.append(f"--- %nbinfer {name} ---\n" + subcommand_parser(cmd).format_help().rstrip())
     return "\n\n".join(parts) + "\n"
 
 
@@ -92,21 +74,14 @@ def refresh_help() -> None:
         magics.NbinferMagics.nbinfer.__doc__ = help_text()
 
 
-def split_line(line: str) -> list[str]:
-    """Shell-style words: `--system "Be brief."` is one value, without its quotes."""
-    try:
-        return shlex.split(line)
-    except ValueError as e:                 # an unbalanced quote
-        raise UsageError(f"{e} in {line.strip()!r}") from None
-
-
 def dispatch(line: str, shell):
-    parser = build_parser()
-    try:
-        argv = split_line(line)
-    except UsageError as e:
-        raise UsageError(f"%nbinfer: {e}") from None
-    args = parser.parse_args(argv)
-    if not args.command:
+    """`%nbinfer NAME FLAGS...`: NAME picks the subcommand, whose own strict parser reads the flags."""
+    name, rest = (line.split(None, 1) + ["", ""])[:2]
+    if not name:
         raise UsageError(f"%nbinfer: give a subcommand, one of: {', '.join(SUBCOMMANDS)} (see %nbinfer?)")
-    return SUBCOMMANDS[args.command].run(args, shell)
+    cmd = SUBCOMMANDS.get(name)
+    if cmd is None:
+        close = difflib.get_close_matches(name, list(SUBCOMMANDS), n=1)
+        hint = f"did you mean {close[0]}?" if close else "see %nbinfer?"
+        raise UsageError(f"%nbinfer: invalid choice: {name!r} (choose from {', '.join(SUBCOMMANDS)}; {hint})")
+    return cmd.run(subcommand_parser(cmd).parse_line(rest), shell)

@@ -7,51 +7,45 @@ import time
 from IPython.core.error import UsageError
 
 from . import session
-from .argtypes import fraction, positive_int
 from .commands import subcommand
+from .config_flags import add_engine_flags, check_config, engine_options
 
 
 # -- load -------------------------------------------------------------------------------------------
 
 def _load_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", nargs="?", default=None, metavar="MODEL",
-                   help="local folder or Hugging Face hub id (default: the bundled default model)")
-    p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--block-size", type=positive_int, default=16, metavar="N", help="tokens per KV block")
-    p.add_argument("--num-kv-blocks", type=positive_int, default=None, metavar="N",
-                   help="KV cache size in blocks (default: sized from free memory)")
-    p.add_argument("--max-model-len", type=positive_int, default=None, metavar="N")
-    p.add_argument("--max-num-seqs", type=positive_int, default=256, metavar="N")
-    p.add_argument("--max-num-batched-tokens", type=positive_int, default=None, metavar="N")
-    p.add_argument("--gpu-memory-utilization", type=fraction, default=0.9, metavar="F")
-    p.add_argument("--attention-backend", default="auto", choices=["auto", "torch", "triton"])
-    p.add_argument("--no-prefix-caching", action="store_true", help="disable the radix prefix cache")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--revision", default=None, help="hub revision (branch, tag or commit)")
-    p.add_argument("--trust-remote-code", action="store_true")
+                   help="folder, .gguf file, named model or hub id (default: smollm2-135m-instruct)")
+    add_engine_flags(p)
 
 
 @subcommand("load", "load a model (unloading the current one first)", _load_arguments)
 def load(args, shell):
-    kwargs = dict(dtype=args.dtype, device=args.device, block_size=args.block_size,
-                  num_kv_blocks=args.num_kv_blocks, max_model_len=args.max_model_len,
-                  max_num_seqs=args.max_num_seqs, max_num_batched_tokens=args.max_num_batched_tokens,
-                  gpu_memory_utilization=args.gpu_memory_utilization,
-                  attention_backend=args.attention_backend, enable_prefix_caching=not args.no_prefix_caching,
-                  seed=args.seed, revision=args.revision, trust_remote_code=args.trust_remote_code)
+    options = engine_options(args)
+    try:
+        check_config(args.model, options)       # a bad option must not cost the loaded model
+    except ValueError as e:
+        raise UsageError(f"%nbinfer load: {e}") from None
     previous = session.unload_llm()
     if previous:
         print(f"nbinfer: unloaded {previous}")
     started = time.perf_counter()
     try:
-        llm = session.load_llm(args.model, **kwargs)
-    except (ValueError, TypeError) as e:
-        raise UsageError(f"%nbinfer load: {e}") from None
+        llm = session.load_llm(args.model, **options)
+    except Exception as e:                      # any failure: one line, and what it cost
+        lost = f" (the previous model, {previous}, was unloaded)" if previous else ""
+        raise UsageError(f"%nbinfer load: {one_line(e)}{lost}") from e
     s = llm.stats()
     print(f"nbinfer: loaded {s.model} on {s.device} ({s.dtype}) in {time.perf_counter() - started:.1f} s · "
           f"weights {_mib(s.weights_bytes)} · KV cache {s.blocks_total} blocks × {s.block_size} tokens "
           f"({_mib(s.kv_cache_bytes)}) · max_model_len {s.max_model_len}")
+
+
+def one_line(e: BaseException) -> str:
+    """An exception as one line: our own errors as written, anything else (torch, the hub, the OS)
+    with its type, which is often what says what went wrong."""
+    text = " ".join(str(e).split()) or "no details"
+    return text if isinstance(e, (ValueError, TypeError)) else f"{type(e).__name__}: {text}"
 
 
 # -- status / unload --------------------------------------------------------------------------------
@@ -100,8 +94,8 @@ def dashboard(args, shell):
         try:
             from .dashboard import show_dashboard
         except ImportError as e:                # ipywidgets / anywidget missing: say so, show a snapshot
-            print(f"nbinfer: the live dashboard needs ipywidgets and anywidget ({e}); "
-                  "pip install 'nbinfer[jupyter]'. A snapshot instead:")
+            print(f"nbinfer: the live dashboard needs ipywidgets and anywidget ({e}), which "
+                  "`pip install nbinfer` installs. A snapshot instead:")
             static = True
     if static:
         llm = session.current_llm()

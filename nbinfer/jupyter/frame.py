@@ -1,18 +1,12 @@
 """One dashboard frame computed from an EngineStats snapshot (no widgets here: the live dashboard, the
-static HTML fallback and `%nbinfer status` all draw from this).
-
-Block map encoding, one byte per KV block (what the canvas draws):
-    0 free · 1 cached prefix (in the radix tree, no request holds it) · 2 shared by several requests
-    3 + k  used by the request holding colour slot k (the JS cycles through its palette)
+static HTML fallback and `%nbinfer status` all draw from this). The block map's cells are in
+block_grid.py; a request's colour is REQUEST_COLOURS[slot % len] (the JS cycles the same palette).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
-FREE, CACHED, SHARED, FIRST_REQUEST = 0, 1, 2, 3
-MAX_CELLS = 8192           # bigger pools are drawn downsampled (each cell = the busiest of its blocks)
+from .block_grid import BlockGrid, block_grid
 
 # colours shared by the canvas (block_map.js reads them from the widget) and the static HTML
 STATE_COLOURS = {"free": "#e6e8eb", "cached": "#9fc5e8", "shared": "#3d4a5c"}
@@ -48,6 +42,7 @@ class RequestRow:
     max_tokens: int             # the most output tokens the request can produce, all samples together
     blocks: int
     colour: str
+    n: int = 1                  # samples: each runs as its own sequence once the prompt is prefilled
 
     @property
     def progress(self) -> float:
@@ -59,17 +54,15 @@ class Frame:
     model: str
     device: str
     dtype: str
-    blocks: bytes              # one byte per cell, encoded as above
-    blocks_per_cell: int
+    grid: BlockGrid            # the block map
     blocks_total: int
     blocks_used: int
     blocks_cached: int
     blocks_free: int
-    blocks_shared: int
     block_size: int
     occupancy: float           # used / total
-    num_running: int
-    num_waiting: int
+    num_running: int           # sequences (a request with n samples runs n of them), as the engine counts
+    num_waiting: int           # sequences
     num_preempted_total: int
     prefill_tokens_per_s: float
     decode_tokens_per_s: float
@@ -96,50 +89,30 @@ class Frame:
     def busy(self) -> bool:
         return bool(self.num_running or self.num_waiting)
 
+    @property
+    def blocks_shared(self) -> int:
+        return self.grid.blocks_shared
 
-def block_states(stats, slots: dict[str, int]) -> tuple[np.ndarray, int]:
-    """Per-block codes (uint8 array of blocks_total) and how many blocks are shared."""
-    codes = np.zeros(stats.blocks_total, dtype=np.uint8)
-    if stats.cached_block_ids:
-        codes[np.fromiter(stats.cached_block_ids, dtype=np.int64)] = CACHED
-    holders = np.zeros(stats.blocks_total, dtype=np.int32)
-    for rid, r in stats.requests.items():
-        if not r.block_ids:
-            continue
-        ids = np.fromiter(r.block_ids, dtype=np.int64)
-        holders[ids] += 1
-        codes[ids] = FIRST_REQUEST + slots[rid] % (256 - FIRST_REQUEST)
-    shared = holders > 1
-    # engines that know better (blocks shared between the n samples of one request too) say so
-    for b in getattr(stats, "shared_block_ids", ()) or ():
-        shared[b] = True
-    codes[shared] = SHARED
-    return codes, int(shared.sum())
+    @property
+    def num_requests(self) -> int:
+        return len(self.rows)
 
-
-def downsample(codes: np.ndarray, max_cells: int = MAX_CELLS) -> tuple[np.ndarray, int]:
-    """At most max_cells cells; each shows the highest code among its blocks (requests win)."""
-    n = len(codes)
-    if n <= max_cells:
-        return codes, 1
-    group = -(-n // max_cells)
-    padded = np.zeros(-(-n // group) * group, dtype=np.uint8)
-    padded[:n] = codes
-    return padded.reshape(-1, group).max(axis=1), group
+    @property
+    def sequences_differ(self) -> bool:
+        """Whether counting sequences and counting requests give different numbers (some n > 1)."""
+        return any(r.n > 1 for r in self.rows)
 
 
 def build_frame(stats, colours: ColourSlots) -> Frame:
     order = sorted(stats.requests, key=_request_order)
     slots = colours.update(order)
-    codes, shared = block_states(stats, slots)
-    cells, group = downsample(codes)
     rows = tuple(RequestRow(rid, r.state, r.prompt_tokens, r.output_tokens, _max_output(r), len(r.block_ids),
-                            REQUEST_COLOURS[slots[rid] % len(REQUEST_COLOURS)])
+                            REQUEST_COLOURS[slots[rid] % len(REQUEST_COLOURS)], getattr(r, "n", 1))
                  for rid in order for r in [stats.requests[rid]])
     return Frame(
-        model=stats.model, device=stats.device, dtype=stats.dtype, blocks=cells.tobytes(),
-        blocks_per_cell=group, blocks_total=stats.blocks_total, blocks_used=stats.blocks_used,
-        blocks_cached=stats.blocks_cached, blocks_free=stats.blocks_free, blocks_shared=shared,
+        model=stats.model, device=stats.device, dtype=stats.dtype, grid=block_grid(stats, slots),
+        blocks_total=stats.blocks_total, blocks_used=stats.blocks_used,
+        blocks_cached=stats.blocks_cached, blocks_free=stats.blocks_free,
         block_size=stats.block_size, occupancy=stats.occupancy, num_running=stats.num_running,
         num_waiting=stats.num_waiting, num_preempted_total=stats.num_preempted_total,
         prefill_tokens_per_s=stats.prefill_tokens_per_s, decode_tokens_per_s=stats.decode_tokens_per_s,
@@ -151,6 +124,19 @@ def build_frame(stats, colours: ColourSlots) -> Frame:
 def _max_output(r) -> int:
     # RequestStats.output_tokens sums the n samples while max_tokens is per sample
     return r.max_tokens * r.n
+
+
+def percent(share: float) -> str:
+    """A share as a percentage that never rounds a small use to 0% or a nearly full pool to 100%:
+    36 blocks of 8,192 read "0.4%", not "0%"."""
+    p = 100 * share
+    if p <= 0 or p >= 100:
+        return f"{max(0.0, min(p, 100.0)):.0f}%"
+    if p < 0.1:
+        return "<0.1%"
+    if p > 99.9:
+        return ">99.9%"
+    return f"{p:.1f}%" if p < 1 or p > 99 else f"{p:.0f}%"
 
 
 def _request_order(rid: str):

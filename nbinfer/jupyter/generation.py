@@ -12,6 +12,7 @@ import threading
 import time
 
 from ..engine.handle import cancel_all
+from .interrupts import cancelled_interrupt, count_aborted
 from .threads import start_in_cell
 
 REFRESH_S = 0.1          # display updates are throttled to 10 Hz: each one is a full iopub message...
@@ -218,7 +219,8 @@ def in_kernel() -> bool:
 
 def run_foreground(generation: Generation, stream: bool, live_display: bool | None = None) -> None:
     """Stream into the cell until done. The stop button (KeyboardInterrupt) cancels this cell's
-    requests -- their blocks are freed before it re-raises -- and the engine keeps serving."""
+    requests -- their blocks are freed first -- and ends the cell with a one-line KeyboardInterrupt
+    saying so; the engine keeps serving."""
     live_display = in_kernel() if live_display is None else live_display
     live = LiveDisplay(generation) if stream and live_display else None
     printed = stream and not live_display and len(generation.prompts) * generation.n == 1
@@ -227,19 +229,19 @@ def run_foreground(generation: Generation, stream: bool, live_display: bool | No
             live.follow()
         elif printed:
             _print_stream(generation)
+            print(f"({generation._status_line()})")
         else:
             generation.wait()
+            from IPython.display import display
+            display(generation)
     except KeyboardInterrupt:
-        generation.interrupted = True
         generation.cancel()
+        cancelled = count_aborted(generation._handles)
+        # a click after every request had finished interrupts the cell, not the generation
+        generation.interrupted = cancelled > 0
         if live is not None:
             live.refresh(force=True)
-        raise
-    if printed:
-        print(f"({generation._status_line()})")
-    elif live is None:
-        from IPython.display import display
-        display(generation)
+        raise cancelled_interrupt(cancelled) from None
 
 
 def _print_stream(generation: Generation) -> None:
@@ -247,14 +249,16 @@ def _print_stream(generation: Generation) -> None:
     import sys
     shown = 0
     print(generation.prompts[0], end="", flush=True)
-    while not generation.done:
-        generation._changed.wait(REFRESH_S)
-        generation._changed.clear()
-        text = generation.text
-        sys.stdout.write(text[shown:])
-        sys.stdout.flush()
-        shown = len(text)
-    print()
+    try:
+        while not generation.done:
+            generation._changed.wait(REFRESH_S)
+            generation._changed.clear()
+            text = generation.text
+            sys.stdout.write(text[shown:])
+            sys.stdout.flush()
+            shown = len(text)
+    finally:
+        print()         # end the streamed line, also when Ctrl-C stops it: what follows starts a line
 
 
 def run_background(generation: Generation) -> threading.Thread:

@@ -48,8 +48,8 @@ def install(name: str = DEFAULT_NAME, display_name: str = DEFAULT_DISPLAY_NAME, 
     try:
         from jupyter_client.kernelspec import KernelSpecManager, _is_valid_kernel_name
     except ImportError:
-        raise ValueError("jupyter_client is not installed; install the Jupyter extra: "
-                         "pip install 'nbinfer[jupyter]'") from None
+        raise ValueError("jupyter_client is missing from this environment; nbinfer depends on it: "
+                         "pip install nbinfer (or pip install jupyter_client)") from None
     if not _is_valid_kernel_name(name):
         raise ValueError(f"--name {name!r} is not a valid kernel name (letters, digits, '-', '.', '_')")
     with tempfile.TemporaryDirectory() as tmp:

@@ -3,20 +3,46 @@ from __future__ import annotations
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
-from IPython.core.magic_arguments import argument, magic_arguments
 
 from ..engine.handle import cancel_all
 from . import commands, engine_commands  # noqa: F401  (engine_commands registers the built-ins)
 from .argtypes import float_in, identifier, int_min
-from .commands import split_line
+from .magic_parser import MagicParser
 from . import session
 from .generation import Generation, run_background, run_foreground
+from .interrupts import cancelled_interrupt, count_aborted
 from .prompts import interpolate, split_prompts
 
 
 def _stop_string(text: str) -> str:
     # `--stop "\n"` means a newline: the shell-style split keeps the backslash
     return text.replace("\\n", "\n").replace("\\t", "\t")
+
+
+def _generate_arguments(p) -> None:
+    p.add_argument("--max-tokens", type=int_min(1, "--max-tokens"), default=128, metavar="N",
+                   help="tokens to generate per completion (default 128)")
+    p.add_argument("--temperature", type=float_in(0.0, name="--temperature"), default=None, metavar="T",
+                   help="0 = greedy (default: the model's generation_config.json, else 1.0)")
+    p.add_argument("--top-p", type=float_in(0.0, 1.0, "--top-p"), default=None, metavar="P",
+                   help="nucleus sampling (default: generation_config.json, else 1.0)")
+    p.add_argument("--top-k", type=int_min(-1, "--top-k"), default=None, metavar="K",
+                   help="-1 = off (default: generation_config.json, else -1)")
+    p.add_argument("--seed", type=int, default=None, metavar="S", help="per-request sampling seed")
+    p.add_argument("--stop", type=_stop_string, action="append", default=None, metavar="S",
+                   help="stop string (repeatable; \\n and \\t are escapes)")
+    p.add_argument("-n", type=int_min(1, "-n"), default=1, metavar="N", help="completions per prompt")
+    p.add_argument("--chat", action="store_true", help="send each prompt as a user message via the chat template")
+    p.add_argument("--system", default=None, metavar="TEXT", help="system message (implies --chat)")
+    p.add_argument("--out", type=identifier, default=None, metavar="VAR",
+                   help="bind the result (.text, .texts, .outputs) to this notebook variable")
+    p.add_argument("--no-stream", action="store_true", help="show the result once it is complete")
+    p.add_argument("--background", action="store_true",
+                   help="return at once; the cell keeps streaming while you run other cells")
+
+
+GENERATE_PARSER = MagicParser(prog="%%generate")
+_generate_arguments(GENERATE_PARSER)
 
 
 @magics_class
@@ -27,26 +53,6 @@ class NbinferMagics(Magics):
         """Load, inspect and unload the notebook's LLM engine (full help: %nbinfer?)."""
         return commands.dispatch(line, self.shell)
 
-    @magic_arguments(name="%generate")       # IPython prefixes one more "%": the help reads %%generate
-    @argument("--max-tokens", type=int_min(1, "--max-tokens"), default=128, metavar="N",
-              help="tokens to generate per completion (default 128)")
-    @argument("--temperature", type=float_in(0.0, name="--temperature"), default=None, metavar="T",
-              help="0 = greedy (default: the model's generation_config.json, else 1.0)")
-    @argument("--top-p", type=float_in(0.0, 1.0, "--top-p"), default=None, metavar="P",
-              help="nucleus sampling (default: generation_config.json, else 1.0)")
-    @argument("--top-k", type=int_min(-1, "--top-k"), default=None, metavar="K",
-              help="-1 = off (default: generation_config.json, else -1)")
-    @argument("--seed", type=int, default=None, metavar="S", help="per-request sampling seed")
-    @argument("--stop", type=_stop_string, action="append", default=None, metavar="S",
-              help="stop string (repeatable; \\n and \\t are escapes)")
-    @argument("-n", type=int_min(1, "-n"), default=1, metavar="N", help="completions per prompt")
-    @argument("--chat", action="store_true", help="send each prompt as a user message via the chat template")
-    @argument("--system", default=None, metavar="TEXT", help="system message (implies --chat)")
-    @argument("--out", type=identifier, default=None, metavar="VAR",
-              help="bind the result (.text, .texts, .outputs) to this notebook variable")
-    @argument("--no-stream", action="store_true", help="show the result once it is complete")
-    @argument("--background", action="store_true",
-              help="return at once; the cell keeps streaming while you run other cells")
     @cell_magic
     def generate(self, line: str, cell: str):
         """Generate text from the prompt(s) in the cell body with the loaded model.
@@ -54,12 +60,9 @@ class NbinferMagics(Magics):
         The body is the prompt; {name} and {name.attr} are replaced by notebook variables (unknown
         names stay as written). Lines of exactly `---` separate several prompts, run as one batch.
         Tokens stream into the cell; with --out VAR the result is bound to VAR.
-        If no model is loaded, the bundled default model is loaded first.
+        If no model is loaded, the default model (smollm2-135m-instruct) is loaded first.
         """
-        try:
-            args = self.generate.parser.parse_args(split_line(line))
-        except UsageError as e:
-            raise UsageError(f"%%generate: {e}") from None
+        args = GENERATE_PARSER.parse_line(line)
         from nbinfer import SamplingParams
 
         try:
@@ -101,6 +104,8 @@ class NbinferMagics(Magics):
             if isinstance(e, (ValueError, TypeError)):
                 where = f"prompt {i + 1}: " if len(payloads) > 1 else ""
                 raise UsageError(f"%%generate: {where}{e}") from None
+            if isinstance(e, KeyboardInterrupt):
+                raise cancelled_interrupt(count_aborted(handles)) from None
             raise
         generation._attach(handles)
         if args.out:
@@ -111,8 +116,8 @@ class NbinferMagics(Magics):
             run_foreground(generation, stream=not args.no_stream)
 
 
-# strict flags: `--max 5` must not silently mean --max-tokens
-NbinferMagics.generate.parser.allow_abbrev = False
+# what `%%generate?` shows: the docstring, then every flag
+NbinferMagics.generate.__doc__ = (NbinferMagics.generate.__doc__ or "") + "\n" + GENERATE_PARSER.format_help()
 
 
 def _default_sampling(llm) -> dict:

@@ -1,7 +1,8 @@
 """The dashboard's publisher: a daemon thread that turns llm.stats() into one frame per tick.
 
-It runs while cells run and while the kernel is idle. Idle frames change nothing, and unchanged
-traits send nothing, so an idle dashboard costs no messages. Widget (comm) messages need no cell
+It runs while cells run and while the kernel is idle, and ticks once more at the end of every cell
+(which also brings the static snapshot up to date). Unchanged traits send nothing, so once the
+throughput chart's last minute is all idle, an idle dashboard costs no messages. Widget (comm) messages need no cell
 parent: the frontend routes them by comm id, and leaving them on the kernel's current parent lets
 nbclient record the widget state while it executes later cells, so a saved notebook keeps the last frame.
 """
@@ -69,7 +70,13 @@ class Publisher:
                 if failures > 50:
                     return
 
-    def tick(self) -> None:
+    def on_cell_end(self, result=None) -> None:
+        try:
+            self.tick(final=True)
+        except Exception:           # a frame must never fail the user's cell
+            log.exception("nbinfer dashboard: frame failed")
+
+    def tick(self, final: bool = False) -> None:
         with self._lock:
             stats = _stats()
             now = time.monotonic()
@@ -77,7 +84,7 @@ class Publisher:
                 self._last_sample = now
                 self.prefill.append(round(stats.prefill_tokens_per_s, 1) if stats else 0.0)
                 self.decode.append(round(stats.decode_tokens_per_s, 1) if stats else 0.0)
-            self.dashboard.apply(self.dashboard.build(stats), list(self.prefill), list(self.decode))
+            self.dashboard.apply(self.dashboard.build(stats), list(self.prefill), list(self.decode), final)
             self.frames += 1
 
 

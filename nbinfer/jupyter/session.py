@@ -3,14 +3,19 @@
 Every Jupyter entry point (%nbinfer, %%generate, %%sgl, the dashboard) obtains the engine here, so
 `%nbinfer unload` then `%nbinfer load OTHER` swaps it for all of them without a kernel restart.
 
-Policy: `get_llm()` auto-loads the bundled default model when nothing is loaded (with a one-line
-notice), so a fresh notebook can run `%%generate` straight away; `%nbinfer load MODEL` replaces it.
+Policy: `get_llm()` auto-loads the default model when nothing is loaded (with a one-line notice), so a
+fresh notebook can run `%%generate` straight away; `%nbinfer load MODEL` replaces it. The default is
+smollm2-135m-instruct (fetched once, then cached), or $NBINFER_DEFAULT_MODEL; when it cannot be
+fetched, the bundled story model, said in one line (nbinfer/models/default_model.py).
 Code that must not load anything (the dashboard, status) uses `current_llm()`, which may be None.
 """
 from __future__ import annotations
 
 import threading
 from typing import Callable
+
+from ..models.default_model import default_model_name, interactive_default_model
+from ..models.named import BUNDLED
 
 _lock = threading.RLock()
 _llm = None
@@ -30,14 +35,15 @@ def current_llm():
 
 
 def get_llm(autoload: bool = True):
-    """The loaded LLM; with autoload (the default) the bundled default model is loaded if none is."""
+    """The loaded LLM; with autoload (the default) the default model is loaded if none is."""
     with _lock:
         if _llm is not None:
             return _llm
         if not autoload:
             raise NoModelLoaded()
-        print("nbinfer: no model loaded yet; loading the bundled default model "
-              "(`%nbinfer load MODEL` picks another)")
+        name = default_model_name()
+        shown = "the bundled default model" if name == BUNDLED else name
+        print(f"nbinfer: no model loaded yet; loading {shown} (`%nbinfer load MODEL` picks another)")
         return load_llm()
 
 
@@ -53,7 +59,7 @@ def set_llm(llm) -> None:
 
 
 def load_llm(model: str | None = None, **engine_kwargs):
-    """Unload whatever is loaded, then load `model` (None = the bundled default) as the session engine.
+    """Unload whatever is loaded, then load `model` (None = the default model) as the session engine.
 
     The old engine is shut down *before* the new one is built, so two models never share the device.
     """
@@ -61,6 +67,8 @@ def load_llm(model: str | None = None, **engine_kwargs):
 
     with _lock:
         unload_llm()
+        if model is None:
+            model = interactive_default_model()     # None again: the bundled model
         llm = LLM(model=model, **engine_kwargs)
         set_llm(llm)
         return llm

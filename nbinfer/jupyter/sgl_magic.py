@@ -10,19 +10,20 @@ from __future__ import annotations
 
 import argparse
 import ast
-import shlex
 import sys
 
 from IPython.core.error import UsageError
 
+from nbinfer.lang.backends import as_backend, get_default_backend, register_fallback_backend
+from nbinfer.lang.cell import SglCell
+from nbinfer.lang.errors import SglError, describe_error
+from nbinfer.lang.sampling import RunDefaults
+
+from . import session
 from .argtypes import float_in, identifier, int_min
+from .magic_parser import MagicParser
 
 USAGE = "%%sgl [--out VAR] [--show-ir] [--temperature T] [--max-tokens N] [--arg NAME=VALUE]..."
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):       # one line, no usage dump, no SystemExit
-        raise UsageError(f"%%sgl: {message}; usage: {USAGE}")
 
 
 def _program_arg(text: str) -> tuple[str, object]:
@@ -35,8 +36,8 @@ def _program_arg(text: str) -> tuple[str, object]:
         return name, value                       # ... anything else is the text itself
 
 
-def _parser() -> _Parser:
-    p = _Parser(prog="%%sgl", add_help=False, allow_abbrev=False)
+def _parser() -> MagicParser:
+    p = MagicParser(prog="%%sgl", hint=f"usage: {USAGE}")
     p.add_argument("--out", type=identifier, metavar="VAR")
     p.add_argument("--show-ir", action="store_true")
     p.add_argument("--temperature", type=float_in(0), metavar="T")
@@ -46,33 +47,22 @@ def _parser() -> _Parser:
 
 
 def parse_line(line: str) -> argparse.Namespace:
-    try:
-        words = shlex.split(line)
-    except ValueError as e:
-        raise UsageError(f"%%sgl: {e}; usage: {USAGE}") from None
-    return _parser().parse_args(words)
+    return _parser().parse_line(line)
 
 
 def _backend():
     """The notebook's engine; else a default backend set with sgl.set_default_backend / SGLModel;
     else the notebook's engine loads its default model."""
-    from nbinfer.lang.api import _as_backend, get_default_backend
-
-    from . import session
     llm = session.current_llm()
     if llm is not None:
-        return _as_backend(llm)
+        return as_backend(llm)
     default = get_default_backend()
     if default is not None:
         return default
-    return _as_backend(session.get_llm())
+    return as_backend(session.get_llm())
 
 
 def sgl_cell(line: str, cell: str, shell) -> object:
-    from nbinfer.lang.cell import SglCell
-    from nbinfer.lang.errors import SglError, describe_error
-    from nbinfer.lang.sampling import RunDefaults
-
     opts = parse_line(line)
     ns = shell.user_ns
     # line 1 of the cell is the `%%sgl` line: number the body from 2, as the notebook shows it
@@ -122,6 +112,10 @@ def sgl_cell(line: str, cell: str, shell) -> object:
 
 def register(ipython) -> None:
     """Called by nbinfer's IPython extension (`%load_ext nbinfer`)."""
+    # programs run outside %%sgl cells (f.run() in a Python cell) find the notebook's engine too,
+    # when no default backend is set; current_llm never loads one
+    register_fallback_backend(session.current_llm)
+
     def sgl(line, cell):
         return sgl_cell(line, cell, ipython)
     sgl.__doc__ = __doc__

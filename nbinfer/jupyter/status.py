@@ -6,8 +6,8 @@ import html
 
 import numpy as np
 
-from .frame import (CACHED, FIRST_REQUEST, FREE, REQUEST_COLOURS, SHARED, STATE_COLOURS, ColourSlots,
-                    Frame, build_frame, human_bytes)
+from .block_grid import CACHED, FIRST_REQUEST, FREE, SHARED
+from .frame import REQUEST_COLOURS, STATE_COLOURS, ColourSlots, Frame, build_frame, human_bytes, percent
 
 
 class StatusView:
@@ -16,12 +16,16 @@ class StatusView:
     def __init__(self, stats, with_block_map: bool = False, frame: Frame | None = None):
         self.frame = frame if frame is not None or stats is None else build_frame(stats, ColourSlots())
         self.with_block_map = with_block_map
+        self.engine_error = getattr(stats, "engine_error", None)     # the engine thread died of it
 
     def __repr__(self) -> str:
-        return status_text(self.frame)
+        dead = f"engine     DEAD: {self.engine_error}\n" if self.engine_error else ""
+        return dead + status_text(self.frame)
 
     def _repr_html_(self) -> str:
-        return status_html(self.frame, self.with_block_map)
+        dead = (f'<div style="color:#b00020;font-weight:600">engine dead: {html.escape(self.engine_error)}</div>'
+                if self.engine_error else "")
+        return dead + status_html(self.frame, self.with_block_map)
 
 
 def status_text(f: Frame | None) -> str:
@@ -29,10 +33,11 @@ def status_text(f: Frame | None) -> str:
         return "nbinfer: no model is loaded"
     lines = [
         f"model      {f.model} · {f.device} · {f.dtype}",
-        f"KV cache   {f.occupancy:.0%} used · {f.blocks_used} used / {f.blocks_cached} cached / "
+        f"KV cache   {percent(f.occupancy)} used · {f.blocks_used} used / {f.blocks_cached} cached / "
         f"{f.blocks_free} free of {f.blocks_total} blocks × {f.block_size} tokens"
         + (f" · {f.blocks_shared} shared" if f.blocks_shared else ""),
-        f"requests   {f.num_running} running · {f.num_waiting} waiting · {f.num_preempted_total} preempted so far",
+        f"sequences  {f.num_running} running · {f.num_waiting} waiting · {_requests(f)} · "
+        f"{f.num_preempted_total} preempted so far",
         f"tokens/s   prefill {f.prefill_tokens_per_s:,.0f} · decode {f.decode_tokens_per_s:,.0f}",
         f"totals     {f.prompt_tokens_total:,} prompt · {f.generation_tokens_total:,} generated · "
         f"{f.prefix_hit_tokens:,} from the prefix cache",
@@ -41,9 +46,21 @@ def status_text(f: Frame | None) -> str:
         f"{human_bytes(f.kv_free_bytes)} free)",
     ]
     for r in f.rows:
+        samples = f" · n={r.n}" if r.n > 1 else ""
         lines.append(f"  {r.request_id:<14} {r.state:<9} prompt {r.prompt_tokens:>5} · output "
-                     f"{r.output_tokens:>5}/{r.max_tokens:<5} · {r.blocks} blocks")
+                     f"{r.output_tokens:>5}/{r.max_tokens:<5} · {r.blocks} blocks{samples}")
     return "\n".join(lines)
+
+
+def sequences_line(f: Frame) -> str:
+    """The engine counts sequences, the batch table requests: with -n 2, 8 requests run 16 sequences,
+    so both are named wherever both appear."""
+    return (f"{f.num_running} sequence{'s' * (f.num_running != 1)} running · {f.num_waiting} waiting · "
+            f"{_requests(f)}")
+
+
+def _requests(f: Frame) -> str:
+    return f"{f.num_requests} request{'s' * (f.num_requests != 1)}"
 
 
 def status_html(f: Frame | None, with_block_map: bool = False) -> str:
@@ -54,11 +71,11 @@ def status_html(f: Frame | None, with_block_map: bool = False) -> str:
              'max-width:760px">',
              f'<div style="font-weight:600">{e(f.model)} <span style="color:#888;font-weight:400">'
              f'· {e(f.device)} · {e(f.dtype)}</span></div>',
-             f'<div>KV cache <b>{f.occupancy:.0%}</b> used · {f.blocks_used} used / {f.blocks_cached} cached / '
+             f'<div>KV cache <b>{percent(f.occupancy)}</b> used · {f.blocks_used} used / {f.blocks_cached} cached / '
              f'{f.blocks_free} free of {f.blocks_total} blocks × {f.block_size} tokens</div>']
     if with_block_map:
         parts.append(block_map_svg(f))
-    parts.append(f'<div>{f.num_running} running · {f.num_waiting} waiting · prefill '
+    parts.append(f'<div>{sequences_line(f)} · prefill '
                  f'{f.prefill_tokens_per_s:,.0f} tok/s · decode {f.decode_tokens_per_s:,.0f} tok/s</div>')
     parts.append(f'<div>memory: weights {human_bytes(f.weights_bytes)} · KV {human_bytes(f.kv_cache_bytes)} '
                  f'({human_bytes(f.kv_used_bytes)} used, {human_bytes(f.kv_free_bytes)} free)</div>')
@@ -67,53 +84,81 @@ def status_html(f: Frame | None, with_block_map: bool = False) -> str:
     return "".join(parts)
 
 
-def requests_table_html(f: Frame) -> str:
-    if not f.rows:
+def requests_table_html(f: Frame, rows=None) -> str:
+    """One row per request (`rows`: a slice of f.rows); an n column where some request has n > 1."""
+    rows = f.rows if rows is None else rows
+    if not rows:
         return '<div style="color:#888;margin-top:4px">no requests in flight</div>'
-    head = "".join(f'<th style="text-align:{a};padding:2px 8px;font-weight:600">{h}</th>'
-                   for h, a in (("request", "left"), ("state", "left"), ("prompt", "right"),
-                                ("output", "right"), ("progress", "left"), ("blocks", "right")))
+    columns = [("request", "left"), ("state", "left"), ("prompt", "right"), ("output", "right"),
+               ("progress", "left"), ("blocks", "right")]
+    if f.sequences_differ:
+        columns.insert(2, ("n", "right"))
+    head = "".join(f'<th style="text-align:{a};padding:2px 8px;font-weight:600">{h}</th>' for h, a in columns)
+    cell = '<td style="padding:2px 8px">{}</td>'
+    right = '<td style="padding:2px 8px;text-align:right">{}</td>'
     body = []
-    for r in f.rows:
+    for r in rows:
         bar = (f'<div style="width:90px;height:8px;background:#e6e8eb;border-radius:4px;overflow:hidden">'
                f'<div style="width:{r.progress * 100:.0f}%;height:100%;background:{r.colour}"></div></div>')
-        body.append(
-            "<tr>"
-            f'<td style="padding:2px 8px"><span style="display:inline-block;width:9px;height:9px;'
-            f'border-radius:2px;background:{r.colour};margin-right:6px"></span>{html.escape(r.request_id)}</td>'
-            f'<td style="padding:2px 8px">{r.state}</td>'
-            f'<td style="padding:2px 8px;text-align:right">{r.prompt_tokens}</td>'
-            f'<td style="padding:2px 8px;text-align:right">{r.output_tokens}/{r.max_tokens}</td>'
-            f'<td style="padding:2px 8px">{bar}</td>'
-            f'<td style="padding:2px 8px;text-align:right">{r.blocks}</td>'
-            "</tr>")
-    return (f'<table style="border-collapse:collapse;font-size:12px;margin-top:4px">'
+        name = (f'<span style="display:inline-block;width:9px;height:9px;border-radius:2px;background:{r.colour};'
+                f'margin-right:6px"></span>{html.escape(r.request_id)}')
+        tds = [cell.format(name), cell.format(r.state), right.format(r.prompt_tokens),
+               right.format(f"{r.output_tokens}/{r.max_tokens}"), cell.format(bar), right.format(r.blocks)]
+        if f.sequences_differ:
+            tds.insert(2, right.format(r.n))
+        body.append("<tr>" + "".join(tds) + "</tr>")
+    return (f'<table class="nbinfer-requests" style="border-collapse:collapse;font-size:12px;margin-top:4px">'
             f'<thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>')
 
 
 def block_map_svg(f: Frame, width: int = 560) -> str:
-    """The block map as inline SVG: runs of equal cells in a row become one rectangle."""
-    cells = np.frombuffer(f.blocks, dtype=np.uint8)
-    n = len(cells)
-    cols = max(1, min(64, int(np.ceil(np.sqrt(n * 4)))))
+    """The block map as inline SVG, drawn as the canvas draws it (see block_grid.py): a cell's used
+    share fills it from the bottom, its cached share above that. Runs of equal cells in a row share
+    their rectangles."""
+    g = f.grid
+    codes = np.frombuffer(g.codes, dtype=np.uint8)
+    used, cached = g.used_counts(), g.cached_counts()
+    n = len(codes)
+    cols = g.columns or max(1, min(64, int(np.ceil(np.sqrt(n * 4)))))
     size = max(3, width // cols)
+    inner = size - 1
     rows = -(-n // cols)
     rects = []
     for row in range(rows):
-        line = cells[row * cols:(row + 1) * cols]
-        start = 0
-        for i in range(1, len(line) + 1):
-            if i == len(line) or line[i] != line[start]:
-                rects.append(f'<rect x="{start * size}" y="{row * size}" width="{(i - start) * size - 1}" '
-                             f'height="{size - 1}" fill="{_colour(int(line[start]))}"/>')
-                start = i
+        lo, hi = row * cols, min(n, (row + 1) * cols)
+        start = lo
+        for i in range(lo + 1, hi + 1):
+            if i < hi and (codes[i], used[i], cached[i]) == (codes[start], used[start], cached[start]):
+                continue
+            span = g.block_range(start)
+            blocks = span[1] - span[0]
+            x, y, w = (start - lo) * size, row * size, (i - start) * size - 1
+            used_h = fill_height(int(used[start]), blocks, inner)
+            cached_h = min(inner - used_h, fill_height(int(cached[start]), blocks, inner))
+            for colour, top, h in ((STATE_COLOURS["free"], 0, inner - used_h - cached_h),
+                                   (STATE_COLOURS["cached"], inner - used_h - cached_h, cached_h),
+                                   (_colour(int(codes[start])), inner - used_h, used_h)):
+                if h > 0:
+                    rects.append(f'<rect x="{x}" y="{y + top:g}" width="{w}" height="{h:g}" fill="{colour}"/>')
+            start = i
     legend = " ".join(
         f'<span style="display:inline-block;width:9px;height:9px;background:{c};margin:0 3px 0 8px"></span>{t}'
         for t, c in (("free", STATE_COLOURS["free"]), ("cached prefix", STATE_COLOURS["cached"]),
                      ("shared", STATE_COLOURS["shared"]), ("used (colour = request)", REQUEST_COLOURS[0])))
-    scale = f" (1 cell = {f.blocks_per_cell} blocks)" if f.blocks_per_cell > 1 else ""
+    scale = (f" · 1 square = {g.blocks_total / g.cells:,.0f} blocks, filled by its used and cached share"
+             if not g.per_block else "")
     return (f'<svg width="{cols * size}" height="{rows * size}" style="display:block;margin:6px 0">'
             + "".join(rects) + f'</svg><div style="font-size:11px;color:#666">{legend}{scale}</div>')
+
+
+def fill_height(count: int, blocks: int, inner: float) -> float:
+    """Height of a share of a cell: any use shows (at least 2 px), and a cell that is not full never
+    looks full (at most inner - 1 px). block_map.js draws with the same rule."""
+    if count <= 0 or blocks <= 0:
+        return 0.0
+    if count >= blocks:
+        return float(inner)
+    return float(min(inner - 1, max(2.0, round(inner * count / blocks, 1))))
 
 
 def _colour(code: int) -> str:

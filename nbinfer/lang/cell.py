@@ -17,10 +17,11 @@ import linecache
 from typing import Any
 
 from . import interpreter
-from .compiler import STATE_GEN, STATE_SELECT, VALUE, _walk_same_scope, compile_program_source, parse_cell
+from .compiler import (STATE_GEN, STATE_SELECT, VALUE, _walk_same_scope, compile_program_source, compile_tree,
+                       parse_cell)
 from .context import ProgramRun
 from .executor import StateExecutor
-from .program import SglFunction, start_run
+from .program import SglFunction, program_names, start_run
 from .sampling import RunDefaults
 from .state import ProgramState
 
@@ -37,6 +38,8 @@ class SglCell:
         self.tree = parse_cell(source, self.filename)
         self.is_program = _uses_state(self.tree)
         self.program = compile_program_source(source, self.filename) if self.is_program else None
+        # a definitions cell is compiled now, so Python's compile errors are one line like the program's
+        self.code = None if self.is_program else compile_tree(self.tree, self.filename, "exec", self.tree._sgl_lines)
         self._ns: dict | None = None
         self._before: dict | None = None
         self._injected: dict = {}
@@ -49,10 +52,10 @@ class SglCell:
         """Execute a definitions cell; returns the names of the programs it (re)defined."""
         ns = self.namespace
         before = {k: v for k, v in ns.items() if isinstance(v, SglFunction)}
-        injected = {k: v for k, v in interpreter.sgl_names().items() if k not in ns and not k.startswith("__")}
+        injected = {k: v for k, v in program_names().items() if k not in ns and not k.startswith("__")}
         ns.update(injected)         # @instruct / @function without an import, for this cell only
         try:
-            exec(compile(self.tree, self.filename, "exec"), ns)
+            exec(self.code, ns)
         finally:
             for k, v in injected.items():
                 if ns.get(k) is v:
@@ -65,7 +68,7 @@ class SglCell:
         """Run the cell's program on a fresh state (now, or streaming on its own thread)."""
         run = ProgramRun(backend, defaults, "cell")
         state = ProgramState(StateExecutor(run), stream=stream)
-        self._injected = interpreter.sgl_names()
+        self._injected = program_names()
         ns = dict(self._injected)
         ns.update(self.namespace)
         ns.update(args or {})

@@ -99,6 +99,27 @@ def _parse(source: str, filename: str, line_offset: int = 0, col_offset: int = 0
     return tree
 
 
+def compile_tree(tree: ast.AST, filename: str, mode: str, lines: list[str], line_offset: int = 0,
+                 col_offset: int = 0):
+    """compile(tree); what only Python's compiler refuses (a `break` outside a loop, a `nonlocal`
+    without a binding, a `yield` in a comprehension) becomes an SglCompileError naming the line and
+    column, as the parser's errors do. `lines`: the source the tree's positions refer to."""
+    try:
+        return compile(tree, filename, mode)
+    except SyntaxError as e:
+        line = e.lineno or line_offset + 1
+        # compiling a tree, Python reports a 1-based UTF-8 byte offset
+        col = char_column(lines, line - line_offset, (e.offset or 1) - 1) + col_offset
+        raise SglCompileError(e.msg, where_of(filename), line, col) from None
+
+
+def char_column(lines: list[str], line: int, byte_offset: int) -> int:
+    """The 1-based character column of a 0-based UTF-8 byte offset (what ast reports) on `line`
+    (1-based) of `lines`."""
+    text = lines[line - 1] if 0 < line <= len(lines) else ""
+    return len(text.encode()[:byte_offset].decode("utf-8", errors="ignore")) + 1
+
+
 class _Lowerer:
     def __init__(self, filename: str, state: str, lines: list[str], line_offset: int, col_offset: int,
                  top_level: bool = False):
@@ -113,24 +134,21 @@ class _Lowerer:
 
     # -- errors and code objects ------------------------------------------------------------------
     def _column(self, node: ast.AST) -> int:
-        """1-based character column (ast gives UTF-8 byte offsets)."""
-        i = node.lineno - self.line_offset - 1
-        line = self.lines[i] if 0 <= i < len(self.lines) else ""
-        chars = len(line.encode()[:node.col_offset].decode("utf-8", errors="ignore"))
-        return chars + self.col_offset + 1
+        return char_column(self.lines, node.lineno - self.line_offset, node.col_offset) + self.col_offset
 
     def error(self, node: ast.AST, what: str) -> SglCompileError:
         return SglCompileError(what, self.where, node.lineno, self._column(node))
 
-    def expr(self, node: ast.expr) -> ir.Code:
-        tree = ast.Expression(node)
+    def _compile(self, tree: ast.AST, mode: str):
         ast.fix_missing_locations(tree)
-        return ir.Code(ast.unparse(node), compile(tree, self.filename, "eval"))
+        return compile_tree(tree, self.filename, mode, self.lines, self.line_offset, self.col_offset)
+
+    def expr(self, node: ast.expr) -> ir.Code:
+        return ir.Code(ast.unparse(node), self._compile(ast.Expression(node), "eval"))
 
     def stmts(self, nodes: list[ast.stmt]) -> ir.Code:
-        tree = ast.Module(nodes, type_ignores=[])
-        ast.fix_missing_locations(tree)
-        return ir.Code("\n".join(ast.unparse(n) for n in nodes), compile(tree, self.filename, "exec"))
+        code = self._compile(ast.Module(nodes, type_ignores=[]), "exec")
+        return ir.Code("\n".join(ast.unparse(n) for n in nodes), code)
 
     def assign(self, target: ast.expr, at: ast.AST) -> ir.Code:
         stmt = ast.copy_location(ast.Assign([target], ast.copy_location(ast.Name(VALUE, ast.Load()), at)), at)

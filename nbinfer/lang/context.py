@@ -6,7 +6,7 @@ import itertools
 import threading
 from dataclasses import dataclass, field
 
-from ..engine.handle import cancel_all
+from ..engine.handle import RequestHandle, cancel_all
 from .errors import ProgramCancelled
 from .sampling import RunDefaults
 
@@ -47,12 +47,14 @@ class ProgramRun:
         self.stats = ProgramStats()
         self.cancelled = threading.Event()
         self._lock = threading.Lock()
-        self._handles: dict[int, object] = {}     # in-flight RequestHandles, by track() token
+        self._handles: dict[int, object] = {}     # in-flight requests, by track() token
         self._tokens = itertools.count()
         self.forks: list = []               # fork executors, ended when the program ends
 
     def track(self, handle) -> int:
-        """Remember an in-flight request so cancel() can abort it; returns a token for untrack()."""
+        """Remember an in-flight request so cancel() can abort it; returns a token for untrack().
+        `handle`: an engine RequestHandle, or any object whose cancel() aborts the request (a remote
+        backend's)."""
         with self._lock:
             token = next(self._tokens)
             self._handles[token] = handle
@@ -73,6 +75,21 @@ class ProgramRun:
         if self.cancelled.is_set():
             raise ProgramCancelled(f"program {self.program_id} was cancelled")
 
+    def end_forks(self) -> BaseException | None:
+        """The program has ended: let every fork finish what it was given; returns the first error
+        one of them hit (one that nobody read)."""
+        for exe in self.forks:
+            exe.end()
+        first = None
+        for exe in self.forks:
+            try:
+                exe.sync()
+            except ProgramCancelled:
+                pass
+            except BaseException as e:
+                first = first or e
+        return first
+
 
 def cancel_runs(runs) -> None:
     """ProgramRun.cancel for many runs at once: every in-flight request of all of them is aborted
@@ -82,4 +99,7 @@ def cancel_runs(runs) -> None:
         run.cancelled.set()         # first, so a request submitted meanwhile is cancelled by track()
         with run._lock:
             handles += run._handles.values()
-    cancel_all(handles)
+    cancel_all([h for h in handles if isinstance(h, RequestHandle)])
+    for h in handles:
+        if not isinstance(h, RequestHandle):
+            h.cancel()

@@ -149,8 +149,7 @@ class StateExecutor:
             self._set_var(expr.name, SglStr(self.text[self._scopes.pop(expr.name):]))
         elif isinstance(expr, SglConcateAndAppend):
             parts = []
-            for st in expr.states:
-                exe = st._exe
+            for exe in expr.forks:
                 exe.sync()
                 parts.append(exe.text[exe.fork_start:])
             self.append("".join(parts))

@@ -120,7 +120,7 @@ class SglVarScopeEnd(SglExpr):
 @dataclass(eq=False)
 class SglConcateAndAppend(SglExpr):
     """join(mode="concate_and_append"): the forks' new text, concatenated, appended to the parent."""
-    states: list
+    forks: list     # the forks' StateExecutors, in order
 
 
 def role(name: str, expr=None) -> SglExprList:

@@ -1,8 +1,9 @@
 """Interpreter: walks a compiled instruction flow against a ProgramState.
 
-Host Python runs in one namespace per program run (the function's globals and closure, its
-arguments, and the SGL names), so comprehensions, lambdas and helper functions see what they would
-see in Python. Errors keep their type; each gets a note naming the program line it came from.
+Host Python runs in the one namespace per program run that the caller builds (for an @function:
+the SGL names, its globals, closure and arguments), so comprehensions, lambdas and helper functions
+see what they would see in Python. Errors keep their type; each gets a note naming the program line
+it came from.
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import sys
 from typing import Any
 
 from . import ir
-from .compiler import STATE_GEN, STATE_SELECT, VALUE
+from .compiler import VALUE
 from .errors import ProgramCancelled
 from .expr import SglRoleBegin, SglRoleEnd, SglVarScopeBegin, SglVarScopeEnd
 from .state import ProgramReturn, ProgramState, ProgramStateGroup
@@ -31,28 +32,6 @@ class Frame:
 
     def __init__(self, program: ir.Program, state: ProgramState, ns: dict):
         self.program, self.state, self.ns = program, state, ns
-
-
-def sgl_names() -> dict:
-    """What every program sees without importing: gen, select, roles, ..."""
-    from . import api
-    names = {name: getattr(api, name) for name in api.PROGRAM_NAMES}
-    names[STATE_GEN] = api.gen
-    names[STATE_SELECT] = api.select
-    return names
-
-
-def function_namespace(fn, bound: dict) -> dict:
-    """A run's namespace: SGL names < the function's globals < its closure < its arguments."""
-    ns = sgl_names()
-    ns.update(fn.__globals__)
-    for name, cell in zip(fn.__code__.co_freevars, fn.__closure__ or ()):
-        try:
-            ns[name] = cell.cell_contents
-        except ValueError:      # a closure variable not bound yet
-            pass
-    ns.update(bound)
-    return ns
 
 
 def run_program(program: ir.Program, state: ProgramState, ns: dict) -> Any:

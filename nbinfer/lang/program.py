@@ -1,17 +1,21 @@
-"""SglFunction: a decorated program -- compiled once, run many times (run / run_batch / stream)."""
+"""SglFunction: a decorated program -- compiled once, run many times (run / run_batch / stream) --
+and the lifecycle of one run (start_run), which a %%sgl cell's program shares."""
 from __future__ import annotations
 
 import inspect
 import threading
 from concurrent.futures import ThreadPoolExecutor, wait, FIRST_EXCEPTION
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from . import interpreter
-from .compiler import compile_function
+from .backends import Backend, resolve_backend
+from .compiler import STATE_GEN, STATE_SELECT, compile_function
 from .context import ProgramRun, cancel_runs
-from .errors import ProgramCancelled, SglError
+from .errors import SglError
 from .executor import StateExecutor
 from .ir import IRListing, Program
+from .primitives import PRIMITIVES, gen, select
 from .sampling import RunDefaults
 from .state import ProgramReturn, ProgramState
 
@@ -42,45 +46,32 @@ class SglFunction:
             raise SglError(f"{self.name}() has no argument(s) {', '.join(unknown)}")
         return SglFunction(self.func, {**self.bind_arguments, **kwargs}, self.program)
 
-    def run(self, *args, max_new_tokens: int = 128, stop=(), stop_token_ids=(), temperature: float = 1.0,
-            top_p: float = 1.0, top_k: int = -1, min_p: float = 0.0, frequency_penalty: float = 0.0,
-            presence_penalty: float = 0.0, ignore_eos: bool = False, return_logprob: bool | None = None,
-            logprob_start_len: int | None = None, top_logprobs_num: int | None = None,
-            return_text_in_logprobs: bool | None = None, stream: bool = False, backend=None,
-            **kwargs) -> ProgramState:
-        """Run the program; returns its ProgramState (at once, streaming, with stream=True)."""
-        from .api import resolve_backend
-        defaults = RunDefaults.make(
-            max_new_tokens=max_new_tokens, stop=stop, stop_token_ids=stop_token_ids, temperature=temperature,
-            top_p=top_p, top_k=top_k, min_p=min_p, frequency_penalty=frequency_penalty,
-            presence_penalty=presence_penalty, ignore_eos=ignore_eos, return_logprob=return_logprob,
-            logprob_start_len=logprob_start_len, top_logprobs_num=top_logprobs_num,
-            return_text_in_logprobs=return_text_in_logprobs)
-        state, bound = self.prepare(resolve_backend(backend), defaults, args, kwargs, stream)
-        return self.start(state, bound)
+    def run(self, *args, stream: bool = False, backend=None, **kwargs) -> ProgramState:
+        """Run the program; returns its ProgramState (at once, streaming, with stream=True).
+
+        Keyword arguments named like RunDefaults' fields (max_new_tokens=128, stop=(), temperature=1.0,
+        top_p, top_k, min_p, frequency/presence_penalty, ignore_eos, return_logprob, ...) are the
+        sampling defaults of every gen in the run; the others are the program's arguments."""
+        defaults, kwargs = RunDefaults.split(kwargs)
+        job = self.prepare(resolve_backend(backend), defaults, args, kwargs, stream)
+        return self.start(job.state, job.arguments)
 
     def stream(self, *args, **kwargs) -> ProgramState:
         """run(..., stream=True): iterate state.text_iter() for the text as it is generated."""
         return self.run(*args, stream=True, **kwargs)
 
-    def run_batch(self, batch_kwargs, *, max_new_tokens: int = 128, stop=(), stop_token_ids=(),
-                  temperature: float = 1.0, top_p: float = 1.0, top_k: int = -1, min_p: float = 0.0,
-                  frequency_penalty: float = 0.0, presence_penalty: float = 0.0, ignore_eos: bool = False,
-                  return_logprob: bool | None = None, logprob_start_len: int | None = None,
-                  top_logprobs_num: int | None = None, return_text_in_logprobs: bool | None = None,
-                  backend=None, num_threads="auto", progress_bar: bool = False) -> list[ProgramState]:
-        """Run the program once per argument dict, concurrently (so the engine batches them)."""
-        from .api import resolve_backend
+    def run_batch(self, batch_kwargs, *, backend=None, num_threads="auto", progress_bar: bool = False,
+                  **sampling) -> list[ProgramState]:
+        """Run the program once per argument dict, concurrently (so the engine batches them).
+        `sampling`: the run's sampling defaults, as run() takes them."""
+        defaults, unknown = RunDefaults.split(sampling)
+        if unknown:
+            raise TypeError(f"run_batch() got unexpected keyword argument(s): {', '.join(unknown)} (program "
+                            "arguments go in the dicts of batch_kwargs)")
         if not isinstance(batch_kwargs, (list, tuple)):
             raise SglError(f"run_batch() takes a list of argument dicts, got {type(batch_kwargs).__name__}")
         if not batch_kwargs:
             return []
-        defaults = RunDefaults.make(
-            max_new_tokens=max_new_tokens, stop=stop, stop_token_ids=stop_token_ids, temperature=temperature,
-            top_p=top_p, top_k=top_k, min_p=min_p, frequency_penalty=frequency_penalty,
-            presence_penalty=presence_penalty, ignore_eos=ignore_eos, return_logprob=return_logprob,
-            logprob_start_len=logprob_start_len, top_logprobs_num=top_logprobs_num,
-            return_text_in_logprobs=return_text_in_logprobs)
         b = resolve_backend(backend)
         jobs = []
         for i, item in enumerate(batch_kwargs):
@@ -89,7 +80,8 @@ class SglFunction:
             elif isinstance(item, (list, tuple)):
                 args, kwargs = tuple(item), {}
             else:
-                raise SglError(f"run_batch() item {i} must be a dict of arguments (or a list), got {type(item).__name__}")
+                raise SglError(f"run_batch() item {i} must be a dict of arguments (or a list), "
+                               f"got {type(item).__name__}")
             jobs.append(self.prepare(b, defaults, args, kwargs, stream=False))
         if num_threads == "auto":
             num_threads = _AUTO_THREADS
@@ -112,7 +104,8 @@ class SglFunction:
         return f"<SGL program {self.name}({', '.join([self.state_name, *self.arg_names])})>"
 
     # -- running ----------------------------------------------------------------------------------
-    def prepare(self, backend, defaults: RunDefaults, args: tuple, kwargs: dict, stream: bool):
+    def prepare(self, backend: Backend, defaults: RunDefaults, args: tuple, kwargs: dict,
+                stream: bool) -> "_Job":
         """A fresh state and the bound arguments (argument errors raise here, before any request)."""
         try:
             bound = self.signature.bind(None, *args, **{**self.bind_arguments, **kwargs})
@@ -122,81 +115,95 @@ class SglFunction:
         arguments = dict(bound.arguments)
         arguments.pop(self.state_name)
         run = ProgramRun(backend, defaults, self.name)
-        return ProgramState(StateExecutor(run), stream=stream), arguments
+        return _Job(ProgramState(StateExecutor(run), stream=stream), arguments, run)
 
     def start(self, state: ProgramState, arguments: dict) -> ProgramState:
         return start_run(state, lambda: self._body(state, arguments))
 
     def _body(self, state: ProgramState, arguments: dict) -> Any:
         if self.program is not None:
-            ns = interpreter.function_namespace(self.func, arguments)
-            return interpreter.run_program(self.program, state, ns)
+            return interpreter.run_program(self.program, state, self._namespace(arguments))
         try:                                # no source: plain Python against the same runtime
             return self.func(state, **arguments)
         except ProgramReturn as r:
             return r.value
 
+    def _namespace(self, arguments: dict) -> dict:
+        """A run's namespace: SGL names < the function's globals < its closure < its arguments."""
+        fn = self.func
+        ns = program_names()
+        ns.update(fn.__globals__)
+        for name, cell in zip(fn.__code__.co_freevars, fn.__closure__ or ()):
+            try:
+                ns[name] = cell.cell_contents
+            except ValueError:      # a closure variable not bound yet
+                pass
+        ns.update(arguments)
+        return ns
 
+
+@dataclass
+class _Job:
+    """One prepared run: its state, its bound arguments, and the run they share with the forks."""
+    state: ProgramState
+    arguments: dict
+    run: ProgramRun
+
+
+def function(func: Callable | None = None, num_api_spec_tokens: int | None = None):
+    """@sgl.function: the body is compiled to an instruction flow; .run() / .run_batch() run it."""
+    if func is not None:
+        return SglFunction(func)
+    return SglFunction
+
+
+instruct = function     # the seed's name
+
+
+def program_names() -> dict:
+    """What every program body sees without importing it: the primitives, @function / @instruct,
+    and the helpers the compiler lowers s.generate / s.select to."""
+    return {**PRIMITIVES, "function": function, "instruct": instruct, STATE_GEN: gen, STATE_SELECT: select}
+
+
+# -- one run's lifecycle --------------------------------------------------------------------------
 def start_run(state: ProgramState, body: Callable[[], Any]) -> ProgramState:
     """Run `body` as the program of `state`: now, or (stream=True) on its own thread."""
-    if not state._stream:
+    if not state.streaming:
+        state.start()
         _execute(state, body)
         return state
-    state._runner = -1                  # "another thread": readers wait until the run finishes
-    threading.Thread(target=_execute, args=(state, body), name=f"sgl-{state.program_id}", daemon=True).start()
+    runner = threading.Thread(target=_execute, args=(state, body), name=f"sgl-{state.program_id}", daemon=True)
+    state.start(runner)                 # before it starts: readers wait from now on
+    runner.start()
     return state
 
 
 def _execute(state: ProgramState, body: Callable[[], Any]) -> None:
-    """A run's lifecycle: the body, then its forks drained; on error, everything in flight aborted."""
-    if state._stream:
-        state._runner = threading.get_ident()
-    error: BaseException | None = None
+    """The body, then its forks drained; on error, everything in flight aborted. A run that is not
+    streamed raises its error here."""
+    ret_value = error = None
     try:
-        state.ret_value = body()
+        ret_value = body()
     except BaseException as e:
         error = e
-        state._run.cancel()
+        state.cancel()
     finally:
-        fork_error = _end_forks(state._run)
-        error = error or fork_error
-        state._run_error = error
-        state._finished.set()
-        with state._exe.changed:
-            state._exe.changed.notify_all()
-    if error is not None and not state._stream:
+        error = state.finish(ret_value, error)
+    if error is not None and not state.streaming:
         raise error
 
 
-def _end_forks(run: ProgramRun) -> BaseException | None:
-    """Let every fork finish what it was given; the first error one hit (if nobody read it)."""
-    for exe in run.forks:
-        exe.end()
-    first = None
-    for exe in run.forks:
-        try:
-            exe.sync()
-        except ProgramCancelled:
-            pass
-        except BaseException as e:
-            first = first or e
-    return first
-
-
-def _body_of(fn: SglFunction, state: ProgramState, arguments: dict) -> Callable[[], Any]:
-    return lambda: fn._body(state, arguments)
-
-
-def _run_all(fn: SglFunction, jobs: list, num_threads: int, progress_bar: bool) -> list[ProgramState]:
+def _run_all(fn: SglFunction, jobs: list[_Job], num_threads: int, progress_bar: bool) -> list[ProgramState]:
     bar = None
     if progress_bar:
-        from tqdm.auto import tqdm
+        from tqdm.auto import tqdm      # only when asked for
         bar = tqdm(total=len(jobs), desc=fn.name)
     pool = ThreadPoolExecutor(num_threads, thread_name_prefix=f"sgl-batch-{fn.name}")
     futures = []
     try:
-        for state, arguments in jobs:
-            fut = pool.submit(_execute, state, _body_of(fn, state, arguments))
+        for job in jobs:
+            fut = pool.submit(fn.start, job.state, job.arguments)
             if bar is not None:
                 fut.add_done_callback(lambda _: bar.update(1))
             futures.append(fut)
@@ -212,11 +219,11 @@ def _run_all(fn: SglFunction, jobs: list, num_threads: int, progress_bar: bool) 
                 except AttributeError:
                     pass
                 raise error
-        return [state for state, _ in jobs]
+        return [job.state for job in jobs]
     except BaseException:
         for f in futures:
             f.cancel()
-        cancel_runs([state._run for state, _ in jobs])     # one engine step for the whole batch
+        cancel_runs([job.run for job in jobs])     # one engine step for the whole batch
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from .errors import SglError
 from .expr import GenParams
@@ -43,6 +43,14 @@ class RunDefaults:
             v = kwargs.get(name)
             kwargs[name] = (v,) if isinstance(v, (str, int)) else tuple(v or ())
         return cls(**kwargs)
+
+    @classmethod
+    def split(cls, kwargs: dict) -> tuple["RunDefaults", dict]:
+        """run()'s keyword arguments -> (the sampling defaults among them, the rest): one list of
+        names and defaults (this class's fields) for run(), run_batch() and the %%sgl magic."""
+        names = {f.name for f in fields(cls)}
+        return (cls.make(**{k: v for k, v in kwargs.items() if k in names}),
+                {k: v for k, v in kwargs.items() if k not in names})
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from .errors import SglError
 from .executor import _POLL_S, SglStr, StateExecutor, wait_for
 from .expr import (SglConcateAndAppend, SglExpr, SglRoleBegin, SglRoleEnd, SglVarScopeBegin,
                    SglVarScopeEnd, role)
+from .primitives import gen, select
 
 
 class ProgramReturn(BaseException):
@@ -39,7 +40,7 @@ class ProgramState:
         self._stream = stream
         # a fork is finished when its worker has drained; the program's own state when its run ends
         self._finished = executor.finished if executor.threaded else threading.Event()
-        self._runner: int | None = None     # thread running the program body (stream=True)
+        self._runner: threading.Thread | None = None     # the thread running the program body (stream=True)
         self._run_error: BaseException | None = None
         self.ret_value = None
 
@@ -56,11 +57,9 @@ class ProgramState:
 
     def generate(self, name: str | None = None, **kwargs) -> None:
         """The seed's statement form of gen: `s.generate(name="x", max_tokens=..., temperature=...)`."""
-        from .api import gen
         self._exe.submit(gen(name, **kwargs))
 
     def select(self, name: str | None = None, choices=None, **kwargs) -> None:
-        from .api import select
         self._exe.submit(select(name, choices, **kwargs))
 
     def return_(self, value=None):
@@ -116,10 +115,36 @@ class ProgramState:
         finally:
             group.join()
 
+    # -- the run's lifecycle (program.start_run drives it) ---------------------------------------
+    @property
+    def streaming(self) -> bool:
+        """Run with stream=True: the body runs on its own thread; text_iter() follows it."""
+        return self._stream
+
+    def start(self, runner: threading.Thread | None = None) -> None:
+        """The program's body is about to run, on `runner` when that is another thread (a streamed
+        run): until finish(), readers on other threads wait for it."""
+        self._runner = runner
+
+    def finish(self, ret_value=None, error: BaseException | None = None) -> BaseException | None:
+        """The body has ended, returning `ret_value` or raising `error`: the forks finish what they
+        were given, and readers waiting for the program wake. Returns the run's error: the body's,
+        else the first a fork hit (None when all went well)."""
+        fork_error = self._run.end_forks()
+        self.ret_value = ret_value
+        self._run_error = error if error is not None else fork_error
+        self._finished.set()
+        with self._exe.changed:
+            self._exe.changed.notify_all()
+        return self._run_error
+
+    def _waits_for_runner(self) -> bool:
+        return self._runner is not None and self._runner is not threading.current_thread()
+
     # -- reading ----------------------------------------------------------------------------------
     def sync(self) -> None:
         """Wait for everything this state was asked to do (and, for a streamed run, for the program)."""
-        if self._runner is not None and self._runner != threading.get_ident():
+        if self._waits_for_runner():
             wait_for(self._finished)
             if self._run_error is not None:
                 raise self._run_error
@@ -142,7 +167,7 @@ class ProgramState:
         return None
 
     def get_var(self, name):
-        if self._runner is not None and self._runner != threading.get_ident() and name not in self._exe.vars:
+        if self._waits_for_runner() and name not in self._exe.vars:
             self.sync()
         return self._exe.get_var(name)
 
@@ -278,7 +303,7 @@ class ProgramStateGroup:
                     if name not in before:
                         parent_vars.setdefault(name, []).append(value)
         else:
-            self.parent._exe.submit(SglConcateAndAppend(self.states))
+            self.parent._exe.submit(SglConcateAndAppend([st._exe for st in self.states]))
         for st in self.states:
             st._exe.end()
 

@@ -1,18 +1,24 @@
-"""Find a model (local folder or HF hub id), build our module for its architecture, stream its weights.
+"""Find a model, build our module for its architecture, stream its weights.
 
-Weights come from safetensors (one file or shards listed by model.safetensors.index.json), mmap'd and
-copied tensor by tensor to the device in the target dtype, so peak host memory stays near one tensor.
+A model is a local folder, a GGUF file (or a folder holding one), a named model (fetched once), the
+bundled model (None or "bundled"), or a Hugging Face hub id. Weights come from safetensors (one file or
+shards listed by model.safetensors.index.json, mmap'd) or from a GGUF file (dequantized one tensor at a
+time) and are copied tensor by tensor to the device in the target dtype, so peak host memory stays near
+one copy of the weights plus one tensor.
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 from pathlib import Path
 
 import torch
 
+from . import gguf_file
 from .config import ModelConfig
 from .llama import LlamaForCausalLM
+from .named import BUNDLED, NAMED_MODELS, FetchError, named_model_file
 
 ARCHITECTURES = {
     "LlamaForCausalLM": LlamaForCausalLM,
@@ -30,20 +36,31 @@ def default_model_path() -> Path:
 
 
 def resolve_model_path(model: str | os.PathLike | None, revision: str | None = None) -> Path:
-    if model is None:
+    """The folder to load: a model folder as given, the cached folder derived from a GGUF file, the
+    bundled model's folder, or a hub snapshot. Named models are fetched on first use."""
+    path = None if model is None else Path(model).expanduser()
+    if path is None or (str(model) == BUNDLED and not path.exists()):
         path = default_model_path()
         if not (path / "config.json").exists():
             raise ValueError(f"the bundled default model is missing at {path}; reinstall nbinfer")
         return path
-    path = Path(model).expanduser()
+    if not path.exists() and str(model) in NAMED_MODELS:
+        try:
+            path = named_model_file(str(model))
+        except FetchError as e:
+            raise ValueError(f"model {str(model)!r} could not be fetched: {e}") from None
     if path.exists():
+        gguf = gguf_file.find_gguf(path)
+        if gguf is not None:
+            return gguf_file.model_folder(gguf)
         if not path.is_dir():
-            raise ValueError(f"model path {str(path)!r} is a file; pass the folder holding config.json")
+            raise ValueError(f"model path {str(path)!r} is a file; pass the folder holding config.json "
+                             "or a .gguf file")
         if not (path / "config.json").exists():
-            raise ValueError(f"model folder {str(path)!r} has no config.json")
+            raise ValueError(f"model folder {str(path)!r} has no config.json (and no .gguf file)")
         return path
     name = str(model)
-    if name.startswith((".", "/", "~")) or name.count("/") > 1 or not name.strip():
+    if name.startswith((".", "/", "~")) or name.count("/") > 1 or not name.strip() or name.endswith(".gguf"):
         raise ValueError(f"model path {name!r} does not exist")
     from huggingface_hub import snapshot_download
     try:
@@ -99,26 +116,21 @@ def build_model(cfg: ModelConfig, device: torch.device, dtype: torch.dtype) -> t
 
 @torch.no_grad()
 def load_weights(model: torch.nn.Module, path: Path) -> None:
-    from safetensors import safe_open
-
     params = dict(model.named_parameters())
     loaded: set[str] = set()
-    for file in weight_files(path):
-        with safe_open(str(file), framework="pt", device="cpu") as f:
-            for name in f.keys():
-                target = _place(model, params, name)
-                if target is None:
-                    continue
-                pname, (offset, size) = target
-                dst = params[pname]
-                if size is not None:
-                    dst = dst.narrow(0, offset, size)
-                src = f.get_tensor(name)
-                if src.shape != dst.shape:
-                    raise ValueError(f"{file.name}: {name} has shape {tuple(src.shape)}, "
-                                     f"the model expects {tuple(dst.shape)}")
-                dst.copy_(src)
-                loaded.add(pname if size is None else f"{pname}#{offset}")
+    for where, name, read in _checkpoint_tensors(model, path):
+        target = _place(model, params, name)
+        if target is None:
+            continue
+        pname, (offset, size) = target
+        dst = params[pname]
+        if size is not None:
+            dst = dst.narrow(0, offset, size)
+        src = read()
+        if src.shape != dst.shape:
+            raise ValueError(f"{where}: {name} has shape {tuple(src.shape)}, the model expects {tuple(dst.shape)}")
+        dst.copy_(src)
+        loaded.add(pname if size is None else f"{pname}#{offset}")
     expected = set()
     for pname in params:
         merged = pname.split(".")[-2]
@@ -132,6 +144,21 @@ def load_weights(model: torch.nn.Module, path: Path) -> None:
     missing = sorted(expected - loaded)
     if missing:
         raise ValueError(f"checkpoint in {path} lacks {len(missing)} tensor(s), e.g. {missing[0].split('#')[0]}")
+
+
+def _checkpoint_tensors(model, path: Path):
+    """(file name for errors, HF checkpoint name, read()) for every tensor of the checkpoint; read() gives
+    the tensor, so one that the model skips is never read."""
+    gguf = gguf_file.source_file(path)
+    if gguf is not None:
+        for name, read in gguf_file.tensors(path, model):
+            yield gguf.name, name, read
+        return
+    from safetensors import safe_open
+    for file in weight_files(path):
+        with safe_open(str(file), framework="pt", device="cpu") as f:
+            for name in f.keys():
+                yield file.name, name, functools.partial(f.get_tensor, name)
 
 
 @torch.no_grad()

@@ -7,12 +7,27 @@ from pathlib import Path
 _REPLACEMENT = "\ufffd"
 
 
-def load_tokenizer(path: Path, trust_remote_code: bool = False):
+def load_tokenizer(source: Path | str, trust_remote_code: bool = False):
+    """The tokenizer of a resolved model folder (a Path), or of any model reference or tokenizer hub id
+    given as a string (the `tokenizer=` option: the tokenizer may come from elsewhere, as in vLLM)."""
     from transformers import AutoTokenizer
+    path = source if isinstance(source, Path) else _tokenizer_location(source)
     try:
         return AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     except Exception as e:
         raise ValueError(f"cannot load a tokenizer from {path}: {e}") from None
+
+
+def _tokenizer_location(ref: str) -> Path | str:
+    from . import gguf_file
+    from .loader import resolve_model_path
+    from .named import BUNDLED, NAMED_MODELS
+    path = Path(ref).expanduser()
+    if path.is_dir() and gguf_file.find_gguf(path) is None:
+        return path                          # a folder of tokenizer files needs no config.json
+    if path.exists() or ref in NAMED_MODELS or ref == BUNDLED:
+        return resolve_model_path(ref)       # a .gguf file, a named or the bundled model
+    return ref                               # a hub id: transformers fetches just the tokenizer files
 
 
 def eos_token_ids(tokenizer, path: Path) -> set[int]:

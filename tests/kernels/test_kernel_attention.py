@@ -3,8 +3,9 @@ import pytest
 import torch
 
 from kcheck import assert_close, poisoned, randn
-from nbinfer.engine.attention import AttentionMetadata, TorchAttention
-from nbinfer.kernels.attention_backend import TritonAttention
+from nbinfer.engine.attention import AttentionMetadata
+from nbinfer.engine.attention.torch_backend import TorchAttention
+from nbinfer.engine.attention.triton_backend import TritonAttention
 from nbinfer.kernels.decode_attention import num_kv_splits, paged_decode_attention, paged_decode_attention_ref
 from nbinfer.kernels.extend_attention import paged_extend_attention, paged_extend_attention_ref
 from paged import random_paged_state

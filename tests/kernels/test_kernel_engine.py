@@ -135,7 +135,7 @@ def test_cuda_graphs_match_eager_on_gpu(dtype, model_dir):
 def test_triton_backend_on_cpu_without_interpreter_is_one_clear_error(monkeypatch, llama_dir):
     if torch.cuda.is_available():
         pytest.skip("the check is about CPU-only machines")
-    from nbinfer.kernels import attention_backend
+    from nbinfer.engine.attention import triton_backend as attention_backend
     monkeypatch.setattr(attention_backend, "interpreted", lambda kernel: False)    # as in a fresh process
     with pytest.raises(ValueError, match="attention_backend='triton' needs a CUDA device"):
         LLM(llama_dir, attention_backend="triton", num_kv_blocks=16)

@@ -1,64 +1,24 @@
-"""Backends: where an SGL program's gen / select requests go.
-
-`Backend` is the interface the interpreter uses -- text in, text and log-probs out -- so a remote
-OpenAI-compatible server can be added beside `EngineBackend`, which drives an in-process
-`nbinfer.LLM` through its public API (submit / handles / tokenizer / reset_prefix_cache).
-"""
+"""EngineBackend: an SGL backend on an in-process `nbinfer.LLM`, through its public API (submit /
+handles / tokenizer / reset_prefix_cache)."""
 from __future__ import annotations
 
 import threading
 import weakref
-from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
 
-from ..engine.handle import cancel_all
-from .chat_template import ChatTemplate
-from .context import ProgramRun
-from .sampling import GenRequest
-
-# (logprob, token id, token text): the shape of SGLang's input_token_logprobs entries
-TokenLogprob = tuple[float, int, str]
+from ...engine.handle import cancel_all
+from ...engine.sampling_params import SamplingParams
+from ..chat_template import ChatTemplate
+from ..constraints import ConstraintFactory
+from ..context import ProgramRun
+from ..sampling import GenRequest
+from .base import Backend, GenResult, TokenLogprob, register_backend
 
 
-@dataclass
-class GenResult:
-    text: str
-    meta: dict = field(default_factory=dict)
-
-
-class Backend(ABC):
-    """What a program needs from a model."""
-
-    @property
-    @abstractmethod
-    def chat_template(self) -> ChatTemplate: ...
-
-    @abstractmethod
-    def generate(self, prompt: str, req: GenRequest, run: ProgramRun, on_delta=None) -> GenResult:
-        """Continue `prompt`; calls on_delta(text) as text arrives; blocks until done. Cancelled
-        (or interrupted) requests are aborted before this returns or raises."""
-
-    @abstractmethod
-    def choice_logprobs(self, prefix: str, choices: list[str], run: ProgramRun) -> list[list[TokenLogprob]]:
-        """For each choice: the log-prob of each of its tokens after `prefix` (tokenized together
-        with it), all choices in one batch."""
-
-    def unconditional_logprobs(self, token_ids: list[list[int]], run: ProgramRun) -> list[list[TokenLogprob]]:
-        """Log-probs of each token sequence on its own (the first token has none: 0)."""
-        raise NotImplementedError(f"{type(self).__name__} cannot score text without a prefix")
-
-    def cache_prefix(self, prefix: str, run: ProgramRun) -> None:
-        """Compute `prefix` once so that the forks about to share it find it cached."""
-
-    def flush_cache(self) -> None:
-        """Forget cached prefixes."""
-
-    def shutdown(self) -> None:
-        """Free what this backend owns."""
-
-
+@register_backend("engine")
 class EngineBackend(Backend):
     """An in-process nbinfer.LLM. One per LLM (for_llm) so tokenizer-side caches are shared."""
+
+    serves = "an nbinfer.LLM"
 
     _by_llm: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
     _by_llm_lock = threading.Lock()
@@ -79,6 +39,12 @@ class EngineBackend(Backend):
             if backend is None:
                 backend = cls._by_llm[llm] = cls(llm)
             return backend
+
+    @classmethod
+    def wrap(cls, obj) -> "EngineBackend | None":
+        if hasattr(obj, "submit") and hasattr(obj, "tokenizer"):     # an nbinfer.LLM
+            return cls.for_llm(obj)
+        return None
 
     # -- tokenizer-side ---------------------------------------------------------------------------
     @property
@@ -102,7 +68,6 @@ class EngineBackend(Backend):
             return None
         with self._lock:
             if self._constraints is None:
-                from .constraints import ConstraintFactory
                 self._constraints = ConstraintFactory(self.tokenizer, self._vocab_size(), self._eos_ids())
         if req.regex is not None:
             return self._constraints.regex(req.regex)
@@ -122,7 +87,6 @@ class EngineBackend(Backend):
 
     # -- requests ---------------------------------------------------------------------------------
     def _params(self, req: GenRequest):
-        from ..engine.sampling_params import SamplingParams
         return SamplingParams(
             max_tokens=req.max_tokens, temperature=req.temperature, top_p=req.top_p, top_k=req.top_k,
             min_p=req.min_p, frequency_penalty=req.frequency_penalty, presence_penalty=req.presence_penalty,
@@ -180,7 +144,6 @@ class EngineBackend(Backend):
         return GenResult(c.text, meta)
 
     def choice_logprobs(self, prefix: str, choices: list[str], run: ProgramRun) -> list[list[TokenLogprob]]:
-        from ..engine.sampling_params import SamplingParams
         prefix_ids = self.encode(prefix)
         jobs = []
         for choice in choices:
@@ -200,7 +163,6 @@ class EngineBackend(Backend):
         return result
 
     def unconditional_logprobs(self, token_ids: list[list[int]], run: ProgramRun) -> list[list[TokenLogprob]]:
-        from ..engine.sampling_params import SamplingParams
         params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0)
         outs = self._prompt_logprobs([(list(ids), params) for ids in token_ids], run)
         result = []
@@ -226,7 +188,6 @@ class EngineBackend(Backend):
             raise
 
     def cache_prefix(self, prefix: str, run: ProgramRun) -> None:
-        from ..engine.sampling_params import SamplingParams
         prompt = self._prompt(prefix)
         if len(prompt["prompt_token_ids"]) < self.llm.config.block_size:
             return          # the cache holds whole blocks: there would be nothing to share
@@ -235,6 +196,11 @@ class EngineBackend(Backend):
 
     def flush_cache(self) -> None:
         self.llm.reset_prefix_cache()
+
+    def server_info(self) -> dict:
+        st = self.llm.stats()
+        return {"model": st.model, "device": st.device, "dtype": st.dtype, "max_model_len": st.max_model_len,
+                "num_running": st.num_running, "num_waiting": st.num_waiting}
 
     def shutdown(self) -> None:
         if self.owns_llm and self.llm is not None:
