@@ -41,6 +41,7 @@ class ProgramState:
         # a fork is finished when its worker has drained; the program's own state when its run ends
         self._finished = executor.finished if executor.threaded else threading.Event()
         self._runner: threading.Thread | None = None     # the thread running the program body (stream=True)
+        self._claimed = threading.Lock()        # taken once by whoever ends up running the body (claim())
         self._run_error: BaseException | None = None
         self.ret_value = None
 
@@ -126,6 +127,17 @@ class ProgramState:
         run): until finish(), readers on other threads wait for it."""
         self._runner = runner
 
+    def claim(self) -> bool:
+        """True for the first caller only. The runner thread claims the body as it starts; the thread
+        that started it claims it when starting was interrupted -- if it wins, the body never runs and
+        that thread finishes the run, so nobody waits for a runner that never started."""
+        return self._claimed.acquire(blocking=False)
+
+    @property
+    def done(self) -> bool:
+        """The run has ended (body returned or raised, forks drained); for a fork, its worker has."""
+        return self._finished.is_set()
+
     def finish(self, ret_value=None, error: BaseException | None = None) -> BaseException | None:
         """The body has ended, returning `ret_value` or raising `error`: the forks finish what they
         were given, and readers waiting for the program wake. Returns the run's error: the body's,
@@ -136,6 +148,13 @@ class ProgramState:
         self._finished.set()
         with self._exe.changed:
             self._exe.changed.notify_all()
+        return self._run_error
+
+    def wait_finished(self) -> BaseException | None:
+        """Wait until the run has ended (a streamed run's body runs on another thread); returns its
+        error: the body's, else the first a fork hit (None when all went well)."""
+        if self._waits_for_runner():
+            wait_for(self._finished)
         return self._run_error
 
     def _waits_for_runner(self) -> bool:
