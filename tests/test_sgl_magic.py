@@ -103,6 +103,17 @@ def test_show_ir_for_a_program_cell(shell, engine, capsys):
     assert "    4   gen      a" in out
 
 
+def test_appending_to_one_fork_by_index_in_a_cell(shell, engine, capsys):
+    st = cell(shell, "--show-ir --temperature 0 --max-tokens 4",
+              's += "Once"\nforks = s.fork(2)\nforks[0] += " upon"\nforks[1] += " a" + gen("x")\n'
+              'forks.join()\n')
+    listing = capsys.readouterr().out
+    assert "    4   text     ' upon'  -> forks[0]\n" in listing
+    assert "    5   text     ' a'  -> forks[1]\n    5   gen      x    -> forks[1]\n" in listing
+    x = engine.generate("Once a", SamplingParams(temperature=0, max_tokens=4))[0].outputs[0].text
+    assert st["x"] == [x] and st.text == "Once"
+
+
 def test_default_backend_is_used_when_no_engine_is_loaded(shell, shared_llm, capsys):
     session._llm = None
     other = LLM(shared_llm.config.model, num_kv_blocks=32)

@@ -189,6 +189,47 @@ def test_fork_gather_and_concatenate(backend):
     assert sorted(fork_prompts) == ["Tips: (0)", "Tips: (1)", "Tips: (2)"]
 
 
+FORK_ITEMS = """
+def tips(s):
+    s += "Tips:"
+    forks = s.fork(3)
+    forks[0] += " first"
+    forks[-1] += " last" + sgl.gen("tip")
+    for i in range(2):
+        forks[i] += " more" + sgl.gen("more")
+    forks.join()
+"""
+
+
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "plain-python"])
+def test_appending_to_one_fork_by_index(backend, compiled, tmp_path):
+    """SGLang's `forks[i] += ...`: compiled to instructions, and as plain Python (no source to
+    compile: Python then stores forks[i] back, which must be the same fork)."""
+    ns = {"sgl": sgl}
+    if compiled:
+        path = tmp_path / "fork_items.py"
+        path.write_text(FORK_ITEMS)
+        exec(compile(FORK_ITEMS, str(path), "exec"), ns)
+    else:
+        exec(FORK_ITEMS, ns)                    # no file: inspect cannot read the source back
+    tips = sgl.function(ns["tips"])
+    assert (tips.program is not None) == compiled
+    st = tips.run()
+    forks_text = sorted(p for p in backend.prompts if p.startswith("Tips:"))
+    assert forks_text == ["Tips: first more", "Tips: last", "Tips: more"]
+    assert len(st["tip"]) == 1 and len(st["more"]) == 2 and st.text == "Tips:"
+
+
+def test_a_fork_group_item_cannot_be_replaced(backend):
+    @sgl.function
+    def swap(s):
+        forks = s.fork(2)
+        forks[0] = forks[1]
+
+    with pytest.raises(SglError, match=r"forks\[0\] = \.\.\.: the forks of a fork group cannot be replaced"):
+        swap.run()
+
+
 def test_forks_run_concurrently():
     backend = ScriptedBackend(delay=0.02)          # each gen takes ~0.1 s (5 chars)
 

@@ -276,7 +276,8 @@ class ProgramState:
 
 class ProgramStateGroup:
     """The states s.fork(n) returned. `forks += x` appends x (a str or SGL expression) to each,
-    `forks += lambda i: ...` appends what it returns for fork i, `forks += [a, b, ...]` one each."""
+    `forks += lambda i: ...` appends what it returns for fork i, `forks += [a, b, ...]` one each,
+    `forks[i] += x` appends x to fork i alone."""
 
     def __init__(self, states: list[ProgramState], parent: ProgramState):
         self.states = states
@@ -290,6 +291,17 @@ class ProgramStateGroup:
 
     def __getitem__(self, i):
         return self.states[i]
+
+    def __setitem__(self, i, value) -> None:
+        """`forks[i] += x` appends to fork i, then Python stores the result back into forks[i]: that
+        is the same fork (as SGLang checks), so there is nothing to store. Anything else is an error."""
+        try:
+            same = value is self.states[i]
+        except (IndexError, TypeError):
+            same = False
+        if not same:
+            raise SglError(f"forks[{i!r}] = ...: the forks of a fork group cannot be replaced; append to one "
+                           f"with forks[{i!r}] += ...")
 
     def __iadd__(self, other):
         if isinstance(other, Callable) and not isinstance(other, (str, SglExpr)):
