@@ -215,8 +215,10 @@ class ProgramState:
             return
         exe = self._exe
         pos = 0             # how far into the text we have yielded
+        rewrites = 0        # how many of the text's rewrites `pos` accounts for
         while True:
             with exe.changed:
+                pos, rewrites, missed = exe.follow_rewrites(pos, rewrites)
                 start, end, done = self._span(var_name)
                 if start is None:                   # the variable's gen has not started
                     if done:
@@ -226,10 +228,10 @@ class ProgramState:
                 cursor = max(pos, start)
                 limit = end if end is not None else len(exe.text)
                 final = done or end is not None
-                if limit <= cursor and not final:
+                if limit <= cursor and not final and not missed:
                     exe.changed.wait(_POLL_S)
                     continue
-                chunk, pos = exe.text[cursor:limit], limit
+                chunk, pos = missed + exe.text[cursor:limit], max(limit, cursor)
             if chunk:
                 yield chunk
             if final:
