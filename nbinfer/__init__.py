@@ -13,15 +13,15 @@ from .models.loader import default_model_path
 
 __version__ = "0.1.0"
 
-# The SGL language (SGLang's frontend API), imported on first use so `import nbinfer` stays light.
-_SGL_EXPORTS = (
-    "function", "instruct", "gen", "gen_int", "gen_string", "select", "system", "user", "assistant",
-    "system_begin", "system_end", "user_begin", "user_end", "assistant_begin", "assistant_end", "image", "video",
-    "Runtime", "SGLModel", "set_default_backend", "get_default_backend", "flush_cache", "get_server_info",
-    "REGEX_INT", "REGEX_FLOAT", "REGEX_BOOL", "REGEX_STR", "ProgramState", "ProgramStateGroup", "SglFunction",
-    "SglError", "SglCompileError", "token_length_normalized", "greedy_token_selection",
-    "unconditional_likelihood_normalized",
-)
+# The SGL language (SGLang's frontend API) is imported on first use, so `import nbinfer` stays light:
+# its names (nbinfer.lang.api.__all__, the one list of them) resolve through __getattr__ below.
+_ENGINE_EXPORTS = ["LLM", "SamplingParams", "RequestOutput", "CompletionOutput", "Logprob", "RequestMetrics",
+                   "EngineStats", "RequestStats", "RequestHandle", "default_model_path"]
+
+
+def _sgl_api():
+    from .lang import api
+    return api
 
 
 def load_ipython_extension(ipython):
@@ -35,18 +35,17 @@ def unload_ipython_extension(ipython):
     unload(ipython)
 
 
-__all__ = ["LLM", "SamplingParams", "RequestOutput", "CompletionOutput", "Logprob", "RequestMetrics",
-           "EngineStats", "RequestStats", "RequestHandle", "default_model_path", *_SGL_EXPORTS]
-
-
 def __getattr__(name: str):
-    if name in _SGL_EXPORTS:
-        from .lang import api
-        value = getattr(api, name)
-        globals()[name] = value
-        return value
+    if name == "__all__":               # `from nbinfer import *` asks for it: the engine's names and SGL's
+        return [*_ENGINE_EXPORTS, *_sgl_api().__all__]
+    if not name.startswith("__"):       # (dunder probes -- copy, pickle, IPython -- never import the language)
+        api = _sgl_api()
+        if name in api.__all__:
+            value = getattr(api, name)
+            globals()[name] = value
+            return value
     raise AttributeError(f"module 'nbinfer' has no attribute {name!r}")
 
 
 def __dir__():
-    return sorted(set(globals()) | set(_SGL_EXPORTS))
+    return sorted(set(globals()) | set(_sgl_api().__all__))

@@ -197,3 +197,24 @@ def test_cancelling_a_program_aborts_a_non_engine_backends_requests(isolated):
         time.sleep(0.01)
     st.cancel()
     assert isinstance(st.error(), ProgramCancelled) and remote.requests[0].cancelled.is_set()
+    assert st.stats.cancelled_requests == 1
+
+
+def test_a_request_sent_as_its_program_is_cancelled_is_aborted_at_once(shared_llm):
+    """A fork or run_batch worker may pass run.check() just before the program is cancelled and send
+    its request after: registering it (track) aborts it there, and it counts as cancelled."""
+    from nbinfer import SamplingParams
+    from nbinfer.lang.context import ProgramRun
+    from nbinfer.lang.sampling import RunDefaults
+    run = ProgramRun(ScriptedBackend(), RunDefaults.make())
+    run.check()
+    run.cancel()
+    handle = shared_llm.submit("Once upon a time", SamplingParams(max_tokens=400, ignore_eos=True))
+    token = run.track(handle)
+    assert handle.done() and handle.result().outputs[0].finish_reason == "abort"
+    run.untrack(token)
+    remote = RemoteRequest()
+    run.untrack(run.track(remote))
+    assert remote.cancelled.is_set() and run.stats.cancelled_requests == 2
+    with pytest.raises(ProgramCancelled):
+        run.check()

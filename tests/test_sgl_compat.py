@@ -135,3 +135,34 @@ def test_seed_book_recommendation_with_sglmodel_and_instruct(llama_dir):
         assert sgl.get_default_backend() is model.backend
     finally:
         model.shutdown()
+
+
+def test_every_sgl_name_is_an_nbinfer_name():
+    """nbinfer's SGL names are lang.api.__all__ itself (there was a second, shorter copy)."""
+    import nbinfer
+    from nbinfer.lang import api
+    assert sgl.ChoicesDecision is api.ChoicesDecision and sgl.ChoicesSamplingMethod is api.ChoicesSamplingMethod
+    assert all(getattr(nbinfer, name) is getattr(api, name) for name in api.__all__)
+    assert set(api.__all__) <= set(nbinfer.__all__) and set(api.__all__) <= set(dir(nbinfer))
+    star = {}
+    exec("from nbinfer import *", star)
+    assert {"LLM", "SamplingParams", "ChoicesDecision", "separate_reasoning"} <= set(star)
+    with pytest.raises(AttributeError, match="module 'nbinfer' has no attribute 'no_such_name'"):
+        nbinfer.no_such_name
+
+
+# SGLang 0.5.2's public names that nbinfer does not have, and why: clients of servers and of hosted
+# APIs (RuntimeEndpoint: remote SGL backends, a separate piece of work; Anthropic / LiteLLM / OpenAI /
+# VertexAI), its server engine and the engine's options (Engine, ServerArgs: nbinfer.LLM and
+# sgl.Runtime(model_path=..., **LLM options) are nbinfer's), and global_config (SGLang's server
+# constants and interpreter switches, none of which mean anything here).
+NOT_IN_NBINFER = {"RuntimeEndpoint", "Anthropic", "LiteLLM", "OpenAI", "VertexAI", "Engine", "ServerArgs",
+                  "global_config"}
+
+
+def test_sglang_frontend_names_nbinfer_lacks_are_the_listed_ones():
+    sglang = pytest.importorskip("sglang")
+    if sglang.__version__ != "0.5.2":
+        pytest.skip(f"compared against sglang 0.5.2, found {sglang.__version__}")
+    missing = {name for name in sglang.__all__ if not hasattr(sgl, name)}
+    assert missing == NOT_IN_NBINFER

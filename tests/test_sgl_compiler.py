@@ -145,6 +145,23 @@ def test_fork_join_and_appending_to_forks():
     assert body[3].call.src == "forks.join(mode='concate_and_append')"
 
 
+def test_appending_to_one_fork_by_index():
+    """SGLang's `forks[i] += ...` is an instruction on fork i (text too, not only gen), while
+    `x[i] += ...` on anything that is not a fork group stays Python."""
+    body = lower('forks = s.fork(2)\n'
+                 'forks[0] += "first"\n'
+                 'for i in range(2):\n'
+                 '    forks[i] += " tip:" + gen("tip")\n'
+                 'counts = [0]\n'
+                 'counts[0] += 1\n'
+                 'forks.join()\n')
+    assert kinds(body) == ["Fork", "AppendTo", "For", "Host", "Host", "Join"]
+    assert body[1].target.src == "forks[0]" and kinds(body[1].parts) == ["AppendText"]
+    assert body[1].parts[0].text == "first"
+    assert kinds(body[2].body) == ["AppendTo"] and body[2].body[0].target.src == "forks[i]"
+    assert kinds(body[2].body[0].parts) == ["AppendText", "Gen"]
+
+
 def test_var_scope_try_and_with_are_lowered_when_they_hold_state_actions():
     body = lower('with s.var_scope("para"):\n'
                  '    s += "text" + gen("x")\n'

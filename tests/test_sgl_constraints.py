@@ -110,3 +110,20 @@ def test_bad_regex_and_conflicting_constraints_are_clear(shared_llm):
 
     with pytest.raises(sgl.SglError, match="regex or json_schema, not both"):
         both.run(backend=shared_llm)
+
+
+@pytest.mark.parametrize("pattern", [r"\s", r"[a\s]", r"[^\s]", r"x\s+y", r"[\w\d\s]*", r"\\s"])
+def test_whitespace_means_what_pythons_re_means(pattern):
+    """xgrammar's `\\s` (ECMAScript's) admits U+FEFF, which Python's re does not: a gen(regex=...)
+    sampled at temperature 1 once produced '"M engwd\\ufeff"' for REGEX_STR. What the compiled mask
+    admits must match with re."""
+    import xgrammar as xgr
+    from xgrammar.testing import _is_grammar_accept_string as admits
+    from nbinfer.lang.constraints import python_whitespace
+    grammar = xgr.Grammar.from_regex(python_whitespace(pattern))
+    samples = ["\ufeff", " ", "\t", "\n", "\xa0", "\u2028", "\u3000", "a", "x  y", "x\ufeffy", "\\s", "a \ufeff"]
+    for text in samples:
+        if admits(grammar, text):
+            assert re.fullmatch(pattern, text), f"{pattern!r} admits {text!r}, which re does not match"
+    assert admits(grammar, {r"\s": " ", r"[a\s]": "\t", r"[^\s]": "\ufeff", r"x\s+y": "x \u3000y",
+                            r"[\w\d\s]*": "ab 1\n", r"\\s": "\\s"}[pattern])

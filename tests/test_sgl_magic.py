@@ -3,6 +3,7 @@ pasted as is), flags, the engine it picks, one-line errors, Ctrl-C."""
 import _thread
 import threading
 import time
+import types
 
 import pytest
 
@@ -102,6 +103,17 @@ def test_show_ir_for_a_program_cell(shell, engine, capsys):
     assert "    4   gen      a" in out
 
 
+def test_appending_to_one_fork_by_index_in_a_cell(shell, engine, capsys):
+    st = cell(shell, "--show-ir --temperature 0 --max-tokens 4",
+              's += "Once"\nforks = s.fork(2)\nforks[0] += " upon"\nforks[1] += " a" + gen("x")\n'
+              'forks.join()\n')
+    listing = capsys.readouterr().out
+    assert "    4   text     ' upon'  -> forks[0]\n" in listing
+    assert "    5   text     ' a'  -> forks[1]\n    5   gen      x    -> forks[1]\n" in listing
+    x = engine.generate("Once a", SamplingParams(temperature=0, max_tokens=4))[0].outputs[0].text
+    assert st["x"] == [x] and st.text == "Once"
+
+
 def test_default_backend_is_used_when_no_engine_is_loaded(shell, shared_llm, capsys):
     session._llm = None
     other = LLM(shared_llm.config.model, num_kv_blocks=32)
@@ -184,22 +196,116 @@ def test_python_compile_errors_are_one_line_with_the_cell_line_and_column(shell,
     assert isinstance(result.error_in_exec, sgl.SglCompileError)
     assert "p" not in shell.user_ns or not isinstance(shell.user_ns["p"], sgl.SglFunction)
 
-def test_ctrl_c_cancels_the_program_and_frees_its_blocks(shell, llama_dir, capsys):
+FAN_OUT = ('%%sgl\ns += "Once upon a time"\nforks = s.fork(2)\n'
+           'forks += gen("x", max_tokens=400, ignore_eos=True)\nforks.join()\n')
+
+
+@pytest.fixture
+def own_engine(llama_dir):
+    """The notebook's engine, of its own: its stats count only this test's requests."""
     llm = LLM(llama_dir, num_kv_blocks=128)
     session.set_llm(llm)
-    try:
-        def interrupt_when_running():
-            deadline = time.monotonic() + 60
-            while llm.stats().num_running == 0 and time.monotonic() < deadline:
-                time.sleep(0.005)
-            _thread.interrupt_main()
+    yield llm
+    session._llm = None
+    llm.shutdown()
 
-        threading.Thread(target=interrupt_when_running, daemon=True).start()
-        result = shell.run_cell('%%sgl\ns += "Once upon a time"\nforks = s.fork(2)\n'
-                                'forks += gen("x", max_tokens=400, ignore_eos=True)\nforks.join()\n')
-        assert isinstance(result.error_in_exec, KeyboardInterrupt)
-        stats = llm.stats()
-        assert (stats.num_running, stats.num_waiting, stats.blocks_used) == (0, 0, 0)
-    finally:
-        session._llm = None
-        llm.shutdown()
+
+def wait_running(llm, n, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while llm.stats().num_running < n and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert llm.stats().num_running >= n
+
+
+def idle(llm):
+    stats = llm.stats()
+    return stats.num_running, stats.num_waiting, stats.blocks_used
+
+
+def one_line(capsys, result) -> str:
+    """The interrupt IPython showed: exactly one line, no traceback."""
+    assert isinstance(result.error_in_exec, KeyboardInterrupt)
+    out = capsys.readouterr()
+    shown = (out.out + out.err).strip().splitlines()
+    assert not any("Traceback" in line or "nbinfer/" in line for line in shown), shown
+    (message,) = result.error_in_exec._render_traceback_()
+    assert shown[-1] == message
+    return message
+
+
+def test_ctrl_c_cancels_the_program_and_frees_its_blocks(shell, own_engine, capsys):
+    threading.Thread(target=lambda: (wait_running(own_engine, 1), _thread.interrupt_main()), daemon=True).start()
+    result = shell.run_cell(FAN_OUT)
+    message = one_line(capsys, result)
+    assert message.startswith("interrupted: ") and message.endswith("KV blocks freed")
+    assert idle(own_engine) == (0, 0, 0)
+
+
+def test_ctrl_c_inside_start_cancels_what_the_forks_already_sent(shell, own_engine, capsys, monkeypatch):
+    """The flaky case made certain: the interrupt lands inside SglCell.start, after the runner's
+    forks have submitted their requests (seen under load as `(2, 0, 6) == (0, 0, 0)`)."""
+    from nbinfer.lang import cell as cell_module
+    real_start_run = cell_module.start_run
+
+    def start_run_then_interrupt(state, body):
+        real_start_run(state, body)
+        wait_running(own_engine, 2)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cell_module, "start_run", start_run_then_interrupt)
+    result = shell.run_cell(FAN_OUT)
+    assert idle(own_engine) == (0, 0, 0)
+    assert one_line(capsys, result) == "interrupted: 2 requests cancelled, their KV blocks freed"
+
+
+def test_ctrl_c_before_the_runner_starts_sends_nothing_and_does_not_hang(shell, own_engine, capsys,
+                                                                          monkeypatch):
+    from nbinfer.lang import program
+
+    class InterruptedStart(threading.Thread):
+        def start(self):
+            raise KeyboardInterrupt             # before the thread exists: the body never runs
+
+    monkeypatch.setattr(program, "threading", types.SimpleNamespace(Thread=InterruptedStart))
+    result = shell.run_cell("%%sgl --out st\n" + FAN_OUT.split("\n", 1)[1])
+    assert one_line(capsys, result) == "interrupted: the program stopped; none of its requests was running"
+    assert own_engine.stats().prompt_tokens_total == 0 and idle(own_engine) == (0, 0, 0)
+    st = shell.user_ns["st"]
+    assert st.stats.num_requests == 0 and isinstance(st.error(), KeyboardInterrupt)
+
+
+def test_a_click_after_the_program_finished_claims_nothing(shell, own_engine, capsys, monkeypatch):
+    from nbinfer.lang.state import ProgramState
+    real_text_iter = ProgramState.text_iter
+
+    def text_iter_then_click(self, var_name=None):
+        yield from real_text_iter(self, var_name)
+        assert self.done
+        raise KeyboardInterrupt                 # the stop button, just after the last chunk
+
+    monkeypatch.setattr(ProgramState, "text_iter", text_iter_then_click)
+    result = shell.run_cell('%%sgl --out st\ns += "Once upon a time" + gen("x", max_tokens=5)\n')
+    assert one_line(capsys, result) == "interrupted after the generation had finished; nothing was cancelled"
+    st = shell.user_ns["st"]
+    assert st.stats.cancelled_requests == 0 and st.error() is None and st.text.endswith(st["x"])
+    st += " More."                              # the finished state was not cancelled after the fact
+    assert st.text.endswith(" More.")
+
+
+def test_ctrl_c_in_f_run_in_a_notebook_cell_is_one_line_too(shell, own_engine, capsys):
+    shell.run_cell_magic("sgl", "", '@function\ndef fan(s):\n    s += "Once upon a time"\n'
+                                    '    forks = s.fork(2)\n    forks += gen("x", max_tokens=400, ignore_eos=True)\n'
+                                    '    s += gen("y", max_tokens=400, ignore_eos=True)\n    forks.join()\n')
+    threading.Thread(target=lambda: (wait_running(own_engine, 3), _thread.interrupt_main()), daemon=True).start()
+    result = shell.run_cell("st = fan.run()")
+    assert one_line(capsys, result) == "interrupted: 3 requests cancelled, their KV blocks freed"
+    assert idle(own_engine) == (0, 0, 0)
+
+
+def test_ctrl_c_in_run_batch_in_a_notebook_cell_is_one_line_too(shell, own_engine, capsys):
+    shell.run_cell_magic("sgl", "", '@function\ndef tell(s, start):\n'
+                                    '    s += start + gen("x", max_tokens=400, ignore_eos=True)\n')
+    threading.Thread(target=lambda: (wait_running(own_engine, 3), _thread.interrupt_main()), daemon=True).start()
+    result = shell.run_cell('states = tell.run_batch([{"start": "Once"}, {"start": "The"}, {"start": "A"}])')
+    assert one_line(capsys, result) == "interrupted: 3 requests cancelled, their KV blocks freed"
+    assert idle(own_engine) == (0, 0, 0)

@@ -1,5 +1,6 @@
 """The interpreter and program state on a scripted backend: control flow, forks, scopes, roles,
 returns, streaming and errors behave as the Python they are written in (no model needed)."""
+import re
 import threading
 import time
 
@@ -189,6 +190,47 @@ def test_fork_gather_and_concatenate(backend):
     assert sorted(fork_prompts) == ["Tips: (0)", "Tips: (1)", "Tips: (2)"]
 
 
+FORK_ITEMS = """
+def tips(s):
+    s += "Tips:"
+    forks = s.fork(3)
+    forks[0] += " first"
+    forks[-1] += " last" + sgl.gen("tip")
+    for i in range(2):
+        forks[i] += " more" + sgl.gen("more")
+    forks.join()
+"""
+
+
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "plain-python"])
+def test_appending_to_one_fork_by_index(backend, compiled, tmp_path):
+    """SGLang's `forks[i] += ...`: compiled to instructions, and as plain Python (no source to
+    compile: Python then stores forks[i] back, which must be the same fork)."""
+    ns = {"sgl": sgl}
+    if compiled:
+        path = tmp_path / "fork_items.py"
+        path.write_text(FORK_ITEMS)
+        exec(compile(FORK_ITEMS, str(path), "exec"), ns)
+    else:
+        exec(FORK_ITEMS, ns)                    # no file: inspect cannot read the source back
+    tips = sgl.function(ns["tips"])
+    assert (tips.program is not None) == compiled
+    st = tips.run()
+    forks_text = sorted(p for p in backend.prompts if p.startswith("Tips:"))
+    assert forks_text == ["Tips: first more", "Tips: last", "Tips: more"]
+    assert len(st["tip"]) == 1 and len(st["more"]) == 2 and st.text == "Tips:"
+
+
+def test_a_fork_group_item_cannot_be_replaced(backend):
+    @sgl.function
+    def swap(s):
+        forks = s.fork(2)
+        forks[0] = forks[1]
+
+    with pytest.raises(SglError, match=r"forks\[0\] = \.\.\.: the forks of a fork group cannot be replaced"):
+        swap.run()
+
+
 def test_forks_run_concurrently():
     backend = ScriptedBackend(delay=0.02)          # each gen takes ~0.1 s (5 chars)
 
@@ -323,3 +365,79 @@ def test_no_backend_is_a_clear_error():
 
     with pytest.raises(SglError, match="no model to run the program on"):
         p.run()
+
+
+# -- separate_reasoning (SGLang's, for reasoning models) --------------------------------------------
+QA_PROMPT = "USER:Why?\nASSISTANT:"
+
+
+@pytest.mark.parametrize("model_type, reply, reasoning, answer", [
+    ("qwen3", "<think>\nIt is blue.\n</think>\n\nBlue.", "It is blue.\n", "Blue."),
+    ("qwen3", "Blue.", "", "Blue."),                                   # thinking off: all answer
+    ("qwen3", "<think>still thinking", "still thinking", ""),          # cut short: all reasoning
+    ("deepseek-r1", "It is blue.</think>Blue.", "It is blue.", "Blue."),   # R1 starts inside <think>
+    ("kimi", "\u25c1think\u25b7hm\u25c1/think\u25b7 Blue.", "hm", "Blue."),
+])
+def test_separate_reasoning_splits_the_thinking_off_the_answer(model_type, reply, reasoning, answer):
+    backend = ScriptedBackend({QA_PROMPT: reply})
+
+    @sgl.function
+    def qa(s):
+        s += sgl.user("Why?")
+        s += sgl.assistant(sgl.separate_reasoning(sgl.gen("a"), model_type=model_type))
+        s += sgl.user("Sure?")
+
+    st = qa.run(backend=backend)
+    assert st["a"] == answer and st["a_reasoning_content"] == reasoning
+    assert st.text == QA_PROMPT + answer + "\nUSER:Sure?\n"
+    assert st.messages()[1] == {"role": "assistant", "content": answer}
+
+
+def test_separate_reasoning_in_forks_and_on_a_stream():
+    backend = ScriptedBackend({"Q": "<think>r</think>ans"}, delay=0.001)
+
+    @sgl.function
+    def fan(s):
+        s += "Q" + sgl.separate_reasoning(sgl.gen("a") + "!", model_type="qwen3") + " tail"
+        forks = s.fork(2)
+        forks += sgl.separate_reasoning(sgl.gen("b"), model_type="deepseek-r1")
+        s += forks[0]["b_reasoning_content"] + forks[1]["b"]      # read on this thread: waits for each
+        forks.join()
+
+    st = fan.run(backend=backend, stream=True)
+    shown = "".join(st.text_iter())
+    # the stream showed the gen's text as it came; after it was split, the rest streams on
+    assert shown == "Q<think>r</think>ans! tail" + st.text[len("Qans! tail"):]
+    assert st.text.startswith("Qans! tail") and st["a"] == "ans" and st["a_reasoning_content"] == "r"
+    b = sorted(backend.prompts)[1:]             # the two forks' gens ("<2>", "<3>") have no </think>
+    assert len(b) == 2 and st["b"] == ["", ""] and sorted(st["b_reasoning_content"]) == ["<2>", "<3>"]
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: sgl.separate_reasoning(sgl.gen("a"), model_type="nope"),
+     "separate_reasoning(model_type='nope'): unknown model type; known: deepseek-r1, deepseek-v3"),
+    (lambda: sgl.separate_reasoning(sgl.gen("a")), "separate_reasoning() needs model_type= one of: deepseek-r1"),
+    (lambda: sgl.separate_reasoning(sgl.gen("a"), model_type="gpt-oss"), "the Harmony format"),
+    (lambda: sgl.separate_reasoning(sgl.gen(), model_type="qwen3"), "needs a named gen / select"),
+    (lambda: sgl.separate_reasoning("text", model_type="qwen3"), "needs a gen(...) or select(...) to separate"),
+])
+def test_separate_reasoning_misuse_is_one_sentence(call, message):
+    with pytest.raises(SglError, match=re.escape(message)):
+        call()
+
+
+@pytest.mark.parametrize("shown, expect", [
+    ("Q<think>r</think>ans", " tail"),       # caught up when the gen's text was split: the rest follows
+    ("Q<think>r</th", "ink>ans tail"),       # lagging inside it: what it had not shown yet, as it was
+    ("", "Qans tail"),                       # not started: the text as it is now
+])
+def test_a_streaming_reader_follows_a_rewritten_text(shown, expect):
+    from nbinfer.lang.context import ProgramRun
+    from nbinfer.lang.executor import StateExecutor
+    from nbinfer.lang.sampling import RunDefaults
+    exe = StateExecutor(ProgramRun(ScriptedBackend(), RunDefaults.make()))
+    exe.append("Q<think>r</think>ans")
+    exe._replace_tail(1, "ans")              # what separate_reasoning does
+    exe.append(" tail")
+    pos, seen, missed = exe.follow_rewrites(len(shown), 0)
+    assert (seen, missed + exe.text[pos:]) == (1, expect)

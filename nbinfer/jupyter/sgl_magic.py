@@ -17,10 +17,12 @@ from IPython.core.error import UsageError
 from nbinfer.lang.backends import as_backend, get_default_backend, register_fallback_backend
 from nbinfer.lang.cell import SglCell
 from nbinfer.lang.errors import SglError, describe_error
+from nbinfer.lang.program import interrupt_run, report_interrupts_with
 from nbinfer.lang.sampling import RunDefaults
 
 from . import session
 from .argtypes import float_in, identifier, int_min
+from .interrupts import cancelled_interrupt, one_line_interrupt
 from .magic_parser import MagicParser
 
 USAGE = "%%sgl [--out VAR] [--show-ir] [--temperature T] [--max-tokens N] [--arg NAME=VALUE]..."
@@ -86,17 +88,17 @@ def sgl_cell(line: str, cell: str, shell) -> object:
     defaults = RunDefaults.make(
         **({"temperature": opts.temperature} if opts.temperature is not None else {}),
         **({"max_new_tokens": opts.max_tokens} if opts.max_tokens is not None else {}))
-    state = sgl.start(_backend(), defaults, dict(opts.arg), stream=True)
+    state = sgl.prepare(_backend(), defaults, dict(opts.arg), stream=True)
     wrote = ""
-    try:
+    try:                                        # from before its first request can be sent
+        sgl.start(state)
         for chunk in state.text_iter():         # the program's text as it is generated
             sys.stdout.write(chunk)
             sys.stdout.flush()
             wrote = chunk or wrote
     except KeyboardInterrupt:
-        state.cancel()                          # its requests are aborted and their KV blocks freed
-        state.error()                           # wait until the program has stopped
-        raise
+        # its requests are aborted and their KV blocks freed, and it has stopped, before this line
+        raise program_interrupt(*interrupt_run(state)) from None
     except SglError:
         raise
     except Exception as e:                      # the program's own error: one line, with its cell line
@@ -110,11 +112,20 @@ def sgl_cell(line: str, cell: str, shell) -> object:
     return None if opts.out else state
 
 
+def program_interrupt(cancelled: int, stopped: bool) -> KeyboardInterrupt:
+    """Ctrl-C of a program (a %%sgl cell, f.run() / run_batch() in a notebook) in one line, as
+    %%generate's; still a KeyboardInterrupt, so Run All stops there."""
+    if stopped and not cancelled:
+        return one_line_interrupt("interrupted: the program stopped; none of its requests was running")
+    return cancelled_interrupt(cancelled)      # 0: the click came after the program had finished
+
+
 def register(ipython) -> None:
     """Called by nbinfer's IPython extension (`%load_ext nbinfer`)."""
     # programs run outside %%sgl cells (f.run() in a Python cell) find the notebook's engine too,
     # when no default backend is set; current_llm never loads one
     register_fallback_backend(session.current_llm)
+    report_interrupts_with(program_interrupt)   # and an interrupted f.run() shows one line too
 
     def sgl(line, cell):
         return sgl_cell(line, cell, ipython)

@@ -8,8 +8,8 @@
         s += sgl.assistant(sgl.gen("answer", max_tokens=64))
 
 Layout, bottom up (a module imports only modules below it): primitives.py + expr.py (what
-`s += ...` appends), ir.py + compiler.py (body -> instruction flow), backends/ (where requests go, which one a
-run uses, sgl.Runtime), executor.py + state.py (a program's text, variables, forks), interpreter.py
+`s += ...` appends; reasoning.py: separate_reasoning's formats), ir.py + compiler.py (body ->
+instruction flow), backends/ (where requests go, which one a run uses, sgl.Runtime), executor.py + state.py (a program's text, variables, forks), interpreter.py
 (runs the flow), program.py (@function and a run's lifecycle), cell.py (a %%sgl cell), api.py (the
 SGLang-compatible names, a facade).
 """

@@ -9,7 +9,7 @@ from .choices import (ChoicesDecision, ChoicesSamplingMethod, greedy_token_selec
                       unconditional_likelihood_normalized)
 from .errors import SglCompileError, SglError
 from .primitives import (assistant, assistant_begin, assistant_end, gen, gen_int, gen_string, image, select,
-                         system, system_begin, system_end, user, user_begin, user_end, video)
+                         separate_reasoning, system, system_begin, system_end, user, user_begin, user_end, video)
 from .program import SglFunction, function, instruct
 from .sampling import REGEX_BOOL, REGEX_FLOAT, REGEX_INT, REGEX_STR
 from .state import ProgramState, ProgramStateGroup
@@ -17,7 +17,7 @@ from .state import ProgramState, ProgramStateGroup
 __all__ = [
     "function", "instruct", "gen", "gen_int", "gen_string", "select", "system", "user", "assistant",
     "system_begin", "system_end", "user_begin", "user_end", "assistant_begin", "assistant_end", "image", "video",
-    "Runtime", "SGLModel", "set_default_backend", "get_default_backend", "flush_cache", "get_server_info",
+    "separate_reasoning", "Runtime", "SGLModel", "set_default_backend", "get_default_backend", "flush_cache", "get_server_info",
     "REGEX_INT", "REGEX_FLOAT", "REGEX_BOOL", "REGEX_STR", "ProgramState", "ProgramStateGroup", "SglFunction",
     "SglError", "SglCompileError", "ChoicesDecision", "ChoicesSamplingMethod", "token_length_normalized",
     "greedy_token_selection", "unconditional_likelihood_normalized",

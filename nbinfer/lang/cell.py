@@ -63,17 +63,22 @@ class SglCell:
         return [k for k, v in ns.items() if isinstance(v, SglFunction) and before.get(k) is not v]
 
     # -- a program --------------------------------------------------------------------------------
-    def start(self, backend, defaults: RunDefaults, args: dict[str, Any] | None = None,
-              stream: bool = False) -> ProgramState:
-        """Run the cell's program on a fresh state (now, or streaming on its own thread)."""
+    def prepare(self, backend, defaults: RunDefaults, args: dict[str, Any] | None = None,
+                stream: bool = False) -> ProgramState:
+        """A fresh state for the cell's program; nothing runs and nothing is sent until start(state).
+        (Two steps so a caller holds the state -- to cancel it -- before the first request can go.)"""
         run = ProgramRun(backend, defaults, "cell")
-        state = ProgramState(StateExecutor(run), stream=stream)
         self._injected = program_names()
         ns = dict(self._injected)
         ns.update(self.namespace)
         ns.update(args or {})
         self._ns = ns
         self._before = dict(ns)
+        return ProgramState(StateExecutor(run), stream=stream)
+
+    def start(self, state: ProgramState) -> ProgramState:
+        """Run the program on the state prepare() made (now, or streaming on its own thread)."""
+        ns = self._ns
         return start_run(state, lambda: interpreter.run_program(self.program, state, ns))
 
     def commit(self) -> None:

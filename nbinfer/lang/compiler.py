@@ -2,10 +2,10 @@
 
 Python's `ast` does the parsing, after a pre-pass that turns the seed's `s.if_(...):` block forms
 into plain `if` (pseudo_syntax.py). The lowering rule is simple: statements that act on the state
-(`s += ...`, `s.generate(...)`, `with s.user():`, `s.fork(...)`, `forks.join()`, `s.return_(...)`)
-become instructions; compound statements (if / for / while / try / with) become control-flow
-instructions when something inside them must be (a state action, a `return`, or a `break` /
-`continue` leaving them); everything else stays host Python, compiled once and run as written.
+(`s += ...`, `s.generate(...)`, `with s.user():`, `s.fork(...)`, `forks[i] += ...`, `forks.join()`,
+`s.return_(...)`) become instructions; compound statements (if / for / while / try / with) become
+control-flow instructions when something inside them must be (a state action, a `return`, or a
+`break` / `continue` leaving them); everything else stays host Python, compiled once and run as written.
 
 What cannot be expressed is a compile error naming the line and column: `yield` / `await`,
 `global` / `nonlocal`, rebinding the state variable, misused pseudo-syntax.
@@ -253,7 +253,7 @@ class _Lowerer:
                     and f.value.id in self.fork_names:
                 return True
         if isinstance(stmt, ast.AugAssign) and isinstance(stmt.op, ast.Add):
-            return self._is_state(stmt.target) or _has_sgl_call(stmt.value)
+            return self._is_state(stmt.target) or self._is_fork_item(stmt.target) or _has_sgl_call(stmt.value)
         if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name) \
                 and isinstance(stmt.value, ast.Call) and self._on_state(stmt.value.func) \
                 and stmt.value.func.attr == "fork":
@@ -266,6 +266,11 @@ class _Lowerer:
 
     def _is_state(self, node: ast.expr) -> bool:
         return isinstance(node, ast.Name) and node.id == self.state
+
+    def _is_fork_item(self, node: ast.expr) -> bool:
+        """`forks[i]` where `forks = s.fork(...)` came earlier in the program."""
+        return isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name) \
+            and node.value.id in self.fork_names
 
     def _on_state(self, func: ast.expr) -> bool:
         return isinstance(func, ast.Attribute) and self._is_state(func.value)

@@ -75,6 +75,33 @@ class GrammarState:
         return allowed == stops      # the grammar is complete and admits nothing more
 
 
+# xgrammar reads `\s` as ECMAScript does, where U+FEFF is whitespace; in Python's re -- what a user
+# checks an output with -- it is not. Every other ECMAScript whitespace character is Python whitespace
+# too, so a regex's `\s` is compiled as that shared set: whatever the mask lets through, re matches.
+_SHARED_WHITESPACE = r" \t\n\r\f\v\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+
+
+def python_whitespace(pattern: str) -> str:
+    r"""`pattern` with each `\s` (alone or in a [...] class) as the whitespace both dialects share."""
+    out, i, in_class = [], 0, False
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == "\\" and i + 1 < len(pattern):
+            escape = pattern[i:i + 2]
+            if escape == r"\s":
+                escape = _SHARED_WHITESPACE if in_class else f"[{_SHARED_WHITESPACE}]"
+            out.append(escape)
+            i += 2
+            continue
+        if ch == "[" and not in_class:
+            in_class = True
+        elif ch == "]" and in_class:
+            in_class = False
+        out.append(ch)
+        i += 1
+    return "".join(out)
+
+
 class ConstraintFactory:
     """Compiles regexes and JSON schemas for one tokenizer, with a cache (compiling is the slow part)."""
 
@@ -101,7 +128,7 @@ class ConstraintFactory:
             if hit is not None:
                 return hit
             try:   # compact JSON: free whitespace lets a sampled model pad until max_tokens cuts it off
-                compiled = (self.compiler.compile_regex(text) if kind == "regex"
+                compiled = (self.compiler.compile_regex(python_whitespace(text)) if kind == "regex"
                             else self.compiler.compile_json_schema(text, any_whitespace=False))
             except Exception as e:
                 what = "regex" if kind == "regex" else "json_schema"

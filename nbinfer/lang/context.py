@@ -20,6 +20,7 @@ class ProgramStats:
     prompt_tokens: int = 0
     cached_tokens: int = 0
     completion_tokens: int = 0
+    cancelled_requests: int = 0     # ended aborted: cancel(), Ctrl-C, or an error elsewhere in the program
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def record(self, prompt_tokens: int, cached_tokens: int, completion_tokens: int) -> None:
@@ -29,14 +30,20 @@ class ProgramStats:
             self.cached_tokens += cached_tokens
             self.completion_tokens += completion_tokens
 
+    def record_cancelled(self) -> None:
+        with self._lock:
+            self.cancelled_requests += 1
+
     @property
     def prefix_hit_ratio(self) -> float:
         """Fraction of prompt tokens served from the radix cache instead of computed."""
         return self.cached_tokens / self.prompt_tokens if self.prompt_tokens else 0.0
 
     def __str__(self) -> str:
+        cancelled = f", {self.cancelled_requests} cancelled" if self.cancelled_requests else ""
         return (f"{self.num_requests} requests, {self.prompt_tokens} prompt tokens "
-                f"({self.prefix_hit_ratio:.0%} from the prefix cache), {self.completion_tokens} generated")
+                f"({self.prefix_hit_ratio:.0%} from the prefix cache), {self.completion_tokens} generated"
+                f"{cancelled}")
 
 
 class ProgramRun:
@@ -58,13 +65,17 @@ class ProgramRun:
         with self._lock:
             token = next(self._tokens)
             self._handles[token] = handle
-        if self.cancelled.is_set():
-            handle.cancel()
+        if self.cancelled.is_set():     # sent just as the run was cancelled: it cannot outlive the run
+            _cancel(handle, self.stats)
         return token
 
     def untrack(self, token: int) -> None:
+        """The request has ended (or was just cancelled); an engine request that ended aborted is
+        counted in stats.cancelled_requests."""
         with self._lock:
-            self._handles.pop(token, None)
+            handle = self._handles.pop(token, None)
+        if isinstance(handle, RequestHandle) and _ended_aborted(handle):
+            self.stats.record_cancelled()
 
     def cancel(self) -> None:
         """Stop the program: its in-flight requests are aborted (their KV blocks freed) and its
@@ -98,8 +109,26 @@ def cancel_runs(runs) -> None:
     for run in runs:
         run.cancelled.set()         # first, so a request submitted meanwhile is cancelled by track()
         with run._lock:
-            handles += run._handles.values()
-    cancel_all([h for h in handles if isinstance(h, RequestHandle)])
-    for h in handles:
+            handles += [(h, run.stats) for h in run._handles.values()]
+    cancel_all([h for h, _ in handles if isinstance(h, RequestHandle)])
+    for h, stats in handles:
         if not isinstance(h, RequestHandle):
-            h.cancel()
+            _cancel(h, stats)
+
+
+def _cancel(handle, stats: ProgramStats) -> None:
+    """Abort one request. An engine request is counted as cancelled when its owner untracks it (by
+    how it ended); another backend's request (anything with cancel()) is counted here."""
+    handle.cancel()
+    if not isinstance(handle, RequestHandle):
+        stats.record_cancelled()
+
+
+def _ended_aborted(handle: RequestHandle) -> bool:
+    if not handle.done():
+        return False
+    try:
+        output = handle.result()
+    except Exception:           # it failed: not a cancellation
+        return False
+    return any(c.finish_reason == "abort" for c in output.outputs)

@@ -19,6 +19,7 @@ from .context import ProgramRun
 from .errors import ProgramCancelled, SglError
 from .expr import (SglConcateAndAppend, SglExpr, SglExprList, SglGen, SglRoleBegin, SglRoleEnd, SglSelect,
                    SglText, SglVarScopeBegin, SglVarScopeEnd, as_expr)
+from .reasoning import split_reasoning
 from .sampling import resolve
 
 _POLL_S = 0.05      # waits wake this often so Ctrl-C lands promptly
@@ -55,6 +56,7 @@ class StateExecutor:
         self._scopes: dict[str, int] = {}
         self._pending: dict[str, threading.Event] = {}
         self._cached_text = ""      # text whose KV the last request left in the cache
+        self.rewrites: list[tuple[int, str, int]] = []  # (start, old text, new length): text replaced
         self.error: BaseException | None = None
         self.changed = threading.Condition()        # text grew: wakes text_iter() readers
         self.threaded = threaded
@@ -161,6 +163,27 @@ class StateExecutor:
             self.text += text
             self.changed.notify_all()
 
+    def _replace_tail(self, start: int, text: str) -> None:
+        """The text from `start` on becomes `text` (logged, so a streaming reader can follow)."""
+        with self.changed:
+            self.rewrites.append((start, self.text[start:], len(text)))
+            self.text = self.text[:start] + text
+            self.changed.notify_all()
+
+    def follow_rewrites(self, pos: int, seen: int) -> tuple[int, int, str]:
+        """A reader that has yielded the text up to `pos` and knew of the first `seen` rewrites:
+        where it stands in the text now, how many rewrites it knows, and the part of the replaced
+        text it had not shown yet (shown as it was: the stream stays what was generated, and the
+        reader never shows the same text twice). Call holding `changed`."""
+        missed = ""
+        for start, old, new_len in self.rewrites[seen:]:
+            if pos >= start + len(old):
+                pos += new_len - len(old)
+            elif pos > start:
+                missed += old[pos - start:]
+                pos = start + new_len
+        return pos, len(self.rewrites), missed
+
     def _set_var(self, name, value, meta=None) -> None:
         self.vars[name] = value
         if meta is not None:
@@ -189,20 +212,22 @@ class StateExecutor:
         finally:
             if e.name is not None:
                 self.var_spans[e.name][1] = len(self.text)
-        got = "".join(streamed)
-        if got != result.text:      # the stream is a prefix of the result; make the text whole
-            with self.changed:
-                self.text = self.text[:start] + result.text
-                self.changed.notify_all()
+        value, got = result.text, "".join(streamed)
+        if value.startswith(got):           # as usual: the stream is a prefix of the result
+            self.append(value[len(got):])
+        else:
+            self._replace_tail(start, value)
         self._cached_text = self.text
         if result.meta.get("constraint_complete") is False:
             # the mask guarantees a match only for an output that ended on its own
             warnings.warn(f"gen({e.name!r}): max_tokens={req.max_tokens} ended the constrained output before "
                           "the pattern was complete, so it is only the start of a match; raise max_tokens",
                           stacklevel=2)
+        if e.reasoning is not None:
+            value = self._separate_reasoning(e.name, start, value, e.reasoning)
         if e.name is not None:
             self.var_spans[e.name][1] = len(self.text)
-            self._set_var(e.name, SglStr(result.text), result.meta)
+            self._set_var(e.name, SglStr(value), result.meta)
 
     def _select(self, e: SglSelect) -> None:
         choices = list(e.choices or ())
@@ -225,8 +250,19 @@ class StateExecutor:
             chosen = random.choices(choices, weights=weights)[0]
         self.append(chosen)
         self._cached_text = self.text
+        if e.reasoning is not None:
+            chosen = self._separate_reasoning(e.name, len(self.text) - len(chosen), chosen, e.reasoning)
         if e.name is not None:
             self._set_var(e.name, SglStr(chosen), decision.meta_info)
+
+    def _separate_reasoning(self, name: str, start: int, value: str, fmt) -> str:
+        """separate_reasoning(): `value` (the text from `start` on) keeps its answer; its reasoning
+        becomes the variable <name>_reasoning_content. Returns the answer."""
+        reasoning, answer = split_reasoning(value, fmt)
+        if answer != value:
+            self._replace_tail(start, answer)
+        self._set_var(f"{name}_reasoning_content", SglStr(reasoning))
+        return answer
 
     def _role_begin(self, role: str) -> None:
         if self.cur_role is not None:
@@ -273,7 +309,7 @@ def _names_set_by(expr: SglExpr) -> list[str]:
     if isinstance(expr, SglExprList):
         return [n for item in expr.items for n in _names_set_by(item)]
     if isinstance(expr, (SglGen, SglSelect)) and expr.name is not None:
-        return [expr.name]
+        return [expr.name] + ([f"{expr.name}_reasoning_content"] if expr.reasoning is not None else [])
     if isinstance(expr, SglVarScopeEnd):
         return [expr.name]
     return []

@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable
 
+from .reasoning import ReasoningFormat
+
 
 class SglExpr:
     """Base: `"text" + expr`, `expr + "text"` and `expr + expr` build an SglExprList."""
@@ -81,6 +83,7 @@ class GenParams:
 class SglGen(SglExpr):
     name: str | None
     params: GenParams = field(default_factory=GenParams)
+    reasoning: ReasoningFormat | None = None    # separate_reasoning(): split the thinking off the output
 
     def __repr__(self) -> str:
         return f"Gen({self.name!r})"
@@ -92,6 +95,7 @@ class SglSelect(SglExpr):
     choices: list[str]
     temperature: float = 0.0
     choices_method: Callable | None = None     # None: token_length_normalized
+    reasoning: ReasoningFormat | None = None
 
     def __repr__(self) -> str:
         return f"Select({self.name!r}, {self.choices!r})"

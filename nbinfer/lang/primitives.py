@@ -1,4 +1,5 @@
-"""The SGL primitives: gen, select and the role markers a program appends to its state.
+"""The SGL primitives: gen, select, the role markers and separate_reasoning a program appends to its
+state.
 
 Each builds an expression (expr.py) and nothing more; the state's executor runs it. This module
 sits at the bottom of the language so that the state (`s.generate(...)`), the interpreter's
@@ -6,11 +7,13 @@ namespace and the public API all take the primitives from here.
 """
 from __future__ import annotations
 
+import dataclasses
 import re
 
 from .choices import ChoicesSamplingMethod, token_length_normalized
 from .errors import SglError
-from .expr import GenParams, SglGen, SglRoleBegin, SglRoleEnd, SglSelect, role
+from .expr import GenParams, SglExpr, SglExprList, SglGen, SglRoleBegin, SglRoleEnd, SglSelect, role
+from .reasoning import reasoning_format
 from .sampling import REGEX_BOOL, REGEX_FLOAT, REGEX_INT, REGEX_STR
 
 
@@ -92,6 +95,32 @@ def assistant_end():
     return SglRoleEnd("assistant")
 
 
+def separate_reasoning(expr=None, model_type: str | None = None):
+    """SGLang's separate_reasoning: each named gen / select in `expr` has its reasoning (the
+    `<think>...</think>` part, per `model_type`) moved out of the text into the variable
+    `<name>_reasoning_content`; the text and the variable `<name>` keep the answer."""
+    fmt = reasoning_format(model_type)
+    marked = _with_reasoning(expr, fmt) if isinstance(expr, SglExpr) else None
+    if marked is None:
+        raise SglError(f"separate_reasoning() needs a gen(...) or select(...) to separate, got {expr!r}")
+    return marked
+
+
+def _with_reasoning(expr: SglExpr, fmt):
+    """A copy of `expr` whose gens and selects separate reasoning; None if it has none."""
+    if isinstance(expr, SglExprList):
+        items = [_with_reasoning(item, fmt) for item in expr.items]
+        if all(item is None for item in items):
+            return None
+        return SglExprList([new or old for new, old in zip(items, expr.items)])
+    if isinstance(expr, (SglGen, SglSelect)):
+        if expr.name is None:
+            raise SglError("separate_reasoning() needs a named gen / select, e.g. gen(\"answer\"): the "
+                           "reasoning goes to the variable <name>_reasoning_content")
+        return dataclasses.replace(expr, reasoning=fmt)
+    return None
+
+
 def image(*args, **kwargs):
     raise SglError("sgl.image() is not supported: nbinfer serves text-only models")
 
@@ -103,5 +132,5 @@ def video(*args, **kwargs):
 # what every program body sees without importing it (with @function / @instruct, which program.py adds)
 PRIMITIVES = {f.__name__: f for f in (
     gen, gen_int, gen_string, select, system, user, assistant, system_begin, system_end, user_begin, user_end,
-    assistant_begin, assistant_end)}
+    assistant_begin, assistant_end, separate_reasoning)}
 PRIMITIVES.update(REGEX_INT=REGEX_INT, REGEX_FLOAT=REGEX_FLOAT, REGEX_BOOL=REGEX_BOOL, REGEX_STR=REGEX_STR)

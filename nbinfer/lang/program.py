@@ -12,7 +12,7 @@ from . import interpreter
 from .backends import Backend, resolve_backend
 from .compiler import STATE_GEN, STATE_SELECT, compile_function
 from .context import ProgramRun, cancel_runs
-from .errors import SglError
+from .errors import ProgramCancelled, SglError
 from .executor import StateExecutor
 from .ir import IRListing, Program
 from .primitives import PRIMITIVES, gen, select
@@ -174,14 +174,25 @@ def start_run(state: ProgramState, body: Callable[[], Any]) -> ProgramState:
         _execute(state, body)
         return state
     runner = threading.Thread(target=_execute, args=(state, body), name=f"sgl-{state.program_id}", daemon=True)
-    state.start(runner)                 # before it starts: readers wait from now on
-    runner.start()
+    try:
+        state.start(runner)             # before it starts: readers wait from now on
+        runner.start()
+    except BaseException as e:
+        # interrupted while starting the runner, which may already be sending requests (or never start)
+        if state.claim():               # it never will run the body: nothing was sent; end the run here
+            state.finish(None, e)
+        if isinstance(e, KeyboardInterrupt):
+            raise reported_interrupt(e, *interrupt_run(state)) from None
+        state.cancel()
+        raise
     return state
 
 
 def _execute(state: ProgramState, body: Callable[[], Any]) -> None:
     """The body, then its forks drained; on error, everything in flight aborted. A run that is not
     streamed raises its error here."""
+    if not state.claim():       # the thread that started this runner was interrupted first and ended the run
+        return
     ret_value = error = None
     try:
         ret_value = body()
@@ -191,7 +202,39 @@ def _execute(state: ProgramState, body: Callable[[], Any]) -> None:
     finally:
         error = state.finish(ret_value, error)
     if error is not None and not state.streaming:
+        if isinstance(error, KeyboardInterrupt):        # Ctrl-C while the program ran on this thread
+            raise reported_interrupt(error, state.stats.cancelled_requests, True) from None
         raise error
+
+
+# -- interrupts -----------------------------------------------------------------------------------
+def interrupt_run(state: ProgramState) -> tuple[int, bool]:
+    """Ctrl-C reached the thread that started (or follows) a run: stop the run if it is still going
+    -- its requests aborted and their KV blocks freed, its forks ended -- and wait until it has.
+    Returns (how many of its requests ended cancelled, whether the interrupt stopped it); a run that
+    had already finished is left as it was: (0, False)."""
+    stopping = not state.done
+    if stopping:
+        state.cancel()
+    error = state.wait_finished()
+    stopped = stopping or isinstance(error, (KeyboardInterrupt, ProgramCancelled))
+    return state.stats.cancelled_requests, stopped
+
+
+# What an interrupted run raises. Plain Python: the KeyboardInterrupt itself. The notebook extension
+# sets a one-line report (nbinfer/jupyter/sgl_magic.py), as %%generate shows its interrupts.
+_interrupt_report: Callable[[int, bool], BaseException] | None = None
+
+
+def report_interrupts_with(report: Callable[[int, bool], BaseException] | None) -> None:
+    """report(requests cancelled, whether a run was stopped) -> the exception an interrupted run()
+    or run_batch() raises instead of its KeyboardInterrupt; None: the KeyboardInterrupt itself."""
+    global _interrupt_report
+    _interrupt_report = report
+
+
+def reported_interrupt(interrupt: BaseException, cancelled: int, stopped: bool) -> BaseException:
+    return interrupt if _interrupt_report is None else _interrupt_report(cancelled, stopped)
 
 
 def _run_all(fn: SglFunction, jobs: list[_Job], num_threads: int, progress_bar: bool) -> list[ProgramState]:
@@ -220,10 +263,15 @@ def _run_all(fn: SglFunction, jobs: list[_Job], num_threads: int, progress_bar: 
                     pass
                 raise error
         return [job.state for job in jobs]
-    except BaseException:
-        for f in futures:
+    except BaseException as e:
+        stopped = not all(job.state.done for job in jobs)
+        cancel_runs([job.run for job in jobs])     # first (one engine step for the whole batch): a program
+        for f in futures:                          # starting meanwhile stops at its first request
             f.cancel()
-        cancel_runs([job.run for job in jobs])     # one engine step for the whole batch
+        pool.shutdown(wait=True, cancel_futures=True)   # every program has stopped
+        if isinstance(e, KeyboardInterrupt):
+            cancelled = sum(job.run.stats.cancelled_requests for job in jobs)
+            raise reported_interrupt(e, cancelled, stopped) from None
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)

@@ -41,6 +41,7 @@ class ProgramState:
         # a fork is finished when its worker has drained; the program's own state when its run ends
         self._finished = executor.finished if executor.threaded else threading.Event()
         self._runner: threading.Thread | None = None     # the thread running the program body (stream=True)
+        self._claimed = threading.Lock()        # taken once by whoever ends up running the body (claim())
         self._run_error: BaseException | None = None
         self.ret_value = None
 
@@ -126,6 +127,17 @@ class ProgramState:
         run): until finish(), readers on other threads wait for it."""
         self._runner = runner
 
+    def claim(self) -> bool:
+        """True for the first caller only. The runner thread claims the body as it starts; the thread
+        that started it claims it when starting was interrupted -- if it wins, the body never runs and
+        that thread finishes the run, so nobody waits for a runner that never started."""
+        return self._claimed.acquire(blocking=False)
+
+    @property
+    def done(self) -> bool:
+        """The run has ended (body returned or raised, forks drained); for a fork, its worker has."""
+        return self._finished.is_set()
+
     def finish(self, ret_value=None, error: BaseException | None = None) -> BaseException | None:
         """The body has ended, returning `ret_value` or raising `error`: the forks finish what they
         were given, and readers waiting for the program wake. Returns the run's error: the body's,
@@ -136,6 +148,13 @@ class ProgramState:
         self._finished.set()
         with self._exe.changed:
             self._exe.changed.notify_all()
+        return self._run_error
+
+    def wait_finished(self) -> BaseException | None:
+        """Wait until the run has ended (a streamed run's body runs on another thread); returns its
+        error: the body's, else the first a fork hit (None when all went well)."""
+        if self._waits_for_runner():
+            wait_for(self._finished)
         return self._run_error
 
     def _waits_for_runner(self) -> bool:
@@ -196,8 +215,10 @@ class ProgramState:
             return
         exe = self._exe
         pos = 0             # how far into the text we have yielded
+        rewrites = 0        # how many of the text's rewrites `pos` accounts for
         while True:
             with exe.changed:
+                pos, rewrites, missed = exe.follow_rewrites(pos, rewrites)
                 start, end, done = self._span(var_name)
                 if start is None:                   # the variable's gen has not started
                     if done:
@@ -207,10 +228,10 @@ class ProgramState:
                 cursor = max(pos, start)
                 limit = end if end is not None else len(exe.text)
                 final = done or end is not None
-                if limit <= cursor and not final:
+                if limit <= cursor and not final and not missed:
                     exe.changed.wait(_POLL_S)
                     continue
-                chunk, pos = exe.text[cursor:limit], limit
+                chunk, pos = missed + exe.text[cursor:limit], max(limit, cursor)
             if chunk:
                 yield chunk
             if final:
@@ -257,7 +278,8 @@ class ProgramState:
 
 class ProgramStateGroup:
     """The states s.fork(n) returned. `forks += x` appends x (a str or SGL expression) to each,
-    `forks += lambda i: ...` appends what it returns for fork i, `forks += [a, b, ...]` one each."""
+    `forks += lambda i: ...` appends what it returns for fork i, `forks += [a, b, ...]` one each,
+    `forks[i] += x` appends x to fork i alone."""
 
     def __init__(self, states: list[ProgramState], parent: ProgramState):
         self.states = states
@@ -271,6 +293,17 @@ class ProgramStateGroup:
 
     def __getitem__(self, i):
         return self.states[i]
+
+    def __setitem__(self, i, value) -> None:
+        """`forks[i] += x` appends to fork i, then Python stores the result back into forks[i]: that
+        is the same fork (as SGLang checks), so there is nothing to store. Anything else is an error."""
+        try:
+            same = value is self.states[i]
+        except (IndexError, TypeError):
+            same = False
+        if not same:
+            raise SglError(f"forks[{i!r}] = ...: the forks of a fork group cannot be replaced; append to one "
+                           f"with forks[{i!r}] += ...")
 
     def __iadd__(self, other):
         if isinstance(other, Callable) and not isinstance(other, (str, SglExpr)):

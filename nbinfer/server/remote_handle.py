@@ -42,8 +42,8 @@ class RemoteHandle(RequestHandle):
                 if not self._body.get("stream", True):     # one JSON answer (see OpenAIProtocol)
                     r.read()
                     for index, delta in self._protocol.parse(r.json(), self._acc):
-                        self._delta(index, delta)
-                    self._finish(self._acc.result())
+                        self.on_delta(index, delta)
+                    self.on_finish(self._acc.result())
                     return
                 for line in r.iter_lines():
                     if self._cancelled.is_set():
@@ -57,15 +57,15 @@ class RemoteHandle(RequestHandle):
                     if "error" in chunk and "choices" not in chunk and "text" not in chunk:
                         raise RemoteRequestError(_message_of(chunk))
                     for index, delta in self._protocol.parse(chunk, self._acc):
-                        self._delta(index, delta)
-            self._finish(self._acc.result(aborted=self._cancelled.is_set()))
+                        self.on_delta(index, delta)
+            self.on_finish(self._acc.result(aborted=self._cancelled.is_set()))
         except BaseException as e:      # noqa: BLE001 -- handed to the caller of result()
             if self._cancelled.is_set():
-                self._finish(self._acc.result(aborted=True))
+                self.on_finish(self._acc.result(aborted=True))
             elif isinstance(e, (RemoteRequestError, RemoteFeatureError)):
-                self._fail(e)
+                self.on_error(e)
             else:
-                self._fail(RemoteRequestError(f"{self._http.base_url}{self._path}: {type(e).__name__}: {e}"))
+                self.on_error(RemoteRequestError(f"{self._http.base_url}{self._path}: {type(e).__name__}: {e}"))
 
     def _close(self) -> None:
         """Close the stream (the server aborts the request); returns once the reader has stopped."""
