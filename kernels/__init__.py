@@ -10,7 +10,7 @@ each beside a torch reference.
     extend_attention.py   paged prefill/extend attention (causal over a cached prefix + new tokens)
     cpu_build.py          compiles cpu/*.cpp (C++) into one cached library with one thread pool (cpu/thread_pool.h)
     cpu_decode.py         the CPU backend's paged attention, decode and prefill (cpu/paged_attention.cpp)
-    cpu_llama.py          a small step through the whole fp32 Llama-family model in one call (cpu/llama_step.cpp)
+    cpu_llama.py          a small step through a whole Llama-family model (fp32/bf16) in one call (cpu/llama_step.cpp)
     cpu_features.py       native bf16 on this CPU (dtype="auto")
     aot.py                records Triton launches and compiles them ahead of time for a GPU target (no GPU)
     aot_shapes.py         the engine's launches at its models' shapes, compiled for sm_80/sm_90 (CI check)

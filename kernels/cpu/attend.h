@@ -1,4 +1,4 @@
-// Decode attention of one (token, KV head) over its paged context, fp32.
+// Attention of one (token, KV head) over its paged context: an fp32 or bf16 cache (vec.h), fp32 sums.
 //
 // Layout (per layer): K [Hk, D, S], V [Hk, S, D], S = num_blocks * block_size slots; token t of the
 // sequence sits at slot table[t / bs] * bs + t % bs. q holds the G query heads of the KV head [G, D],
@@ -13,19 +13,19 @@
 #include <cstring>
 #include <type_traits>
 
-#include "matmul.h"
+#include "vec.h"
 
 namespace nbinfer {
 
 // sc[g * lpad + o0 + t] = q_g . K[:, base + t] for the NG heads q_g = q + g D and the cnt tokens of a block
-template <int NG>
-inline void block_scores(const float* __restrict q, const float* __restrict kh, int64_t S, int64_t base, int cnt,
+template <int NG, class KV>
+inline void block_scores(const float* __restrict q, const KV* __restrict kh, int64_t S, int64_t base, int cnt,
                          int D, float* __restrict sc, int lpad, int o0) {
     const float *q0 = q, *q1 = q + D, *q2 = q + 2 * D, *q3 = q + 3 * D;
     int t = 0;
     for (; t + GW <= cnt; t += GW) {
         gvec a0 = {}, a1 = {}, a2 = {}, a3 = {};
-        const float* k = kh + base + t;
+        const KV* k = kh + base + t;
         for (int d = 0; d < D; ++d, k += S) {
             const gvec kv = gload(k);
             a0 += q0[d] * kv;
@@ -42,14 +42,14 @@ inline void block_scores(const float* __restrict q, const float* __restrict kh, 
     for (; t < cnt; ++t)
         for (int g = 0; g < NG; ++g) {
             float acc = 0.f;
-            for (int d = 0; d < D; ++d) acc += q[g * D + d] * kh[d * S + base + t];
+            for (int d = 0; d < D; ++d) acc += q[g * D + d] * to_f32(kh[d * S + base + t]);
             sc[g * lpad + o0 + t] = acc;
         }
 }
 
 // acc_g += sum_t p_g[t] V[t] for the NG heads (p_g = p + g lpad, acc_g = acc + g D) and cnt rows of a block
-template <int NG>
-inline void block_values(const float* __restrict p, int lpad, const float* __restrict vb, int cnt, int D,
+template <int NG, class KV>
+inline void block_values(const float* __restrict p, int lpad, const KV* __restrict vb, int cnt, int D,
                          float* __restrict acc) {
     const float *p0 = p, *p1 = p + lpad, *p2 = p + 2 * lpad, *p3 = p + 3 * lpad;
     for (int dc = 0; dc < D; dc += GW) {
@@ -57,7 +57,7 @@ inline void block_values(const float* __restrict p, int lpad, const float* __res
         if constexpr (NG > 1) a1 = gload(acc + D + dc);
         if constexpr (NG > 2) a2 = gload(acc + 2 * D + dc);
         if constexpr (NG > 3) a3 = gload(acc + 3 * D + dc);
-        const float* v = vb + dc;
+        const KV* v = vb + dc;
         for (int t = 0; t < cnt; ++t, v += D) {
             const gvec vv = gload(v);
             a0 += p0[t] * vv;
@@ -86,7 +86,8 @@ inline void by_head_chunks(int G, F&& f) {
 }
 
 // sc: scratch of G * (n rounded up to bs) floats; acc: scratch of G * D floats
-inline void attend(const float* __restrict q, const float* __restrict kh, const float* __restrict vh,
+template <class KV>
+inline void attend(const float* __restrict q, const KV* __restrict kh, const KV* __restrict vh,
                    const int32_t* __restrict table, int n, int G, int D, int64_t S, int bs,
                    float* __restrict sc, float* __restrict acc, float* __restrict out) {
     const int nb = (n + bs - 1) / bs, lpad = nb * bs;

@@ -1,4 +1,4 @@
-// A step of a Llama-family model on the CPU, fp32: a few packed tokens (decode tokens, short prefill
+// A step of a Llama-family model on the CPU, fp32 or bf16 weights and KV cache: a few packed tokens (decode tokens, short prefill
 // chunks) through every layer to the logits of the rows asked for, in one call (kernels/cpu_llama.py;
 // the torch model in nbinfer/models/llama.py is the reference and runs every step this one does not).
 //
@@ -16,9 +16,11 @@
 // sequence's context up to its own position, through the block table, after every new token's K/V is
 // written: one kernel for decode tokens and prefill chunks alike.
 // Numerics follow HF's fp32 forward op by op; sums run in another order (vectorised), so results agree
-// to rounding, not bit for bit, as between any two fp32 matmul kernels.
+// to rounding, not bit for bit, as between any two fp32 matmul kernels. With bf16 weights and cache
+// (vec.h) the activations and every sum stay fp32: only what is stored is bf16 (torch's bf16 forward
+// rounds every activation to bf16 too, so this path is the closer of the two to fp32).
 //
-// KV cache: the CPU backend's layout (nbinfer/engine/cpu_attention.py), per layer K [Hk, D, S] then
+// KV cache: the CPU backend's layout (nbinfer/engine/attention/cpu_backend.py), per layer K [Hk, D, S] then
 // V [Hk, S, D]; token t's K/V go to slot tables[seq][pos / bs] * bs + pos % bs.
 #include <algorithm>
 #include <cmath>
@@ -34,16 +36,30 @@ using namespace nbinfer;
 
 namespace {
 
+// the matrices (qkv, o, gate_up, down) in the model's element type, the vectors in fp32
 struct Layer {
-    const float *ln1, *qkv, *qkv_b, *q_norm, *k_norm, *o, *o_b, *ln2, *gate_up, *gate_up_b, *down, *down_b;
+    const float* ln1;
+    const void* qkv;
+    const float *qkv_b, *q_norm, *k_norm;
+    const void* o;
+    const float *o_b, *ln2;
+    const void* gate_up;
+    const float* gate_up_b;
+    const void* down;
+    const float* down_b;
 };
 constexpr int kLayerWeights = 12;
 constexpr int kSlotsPerLayer = 8;       // parallel phases per layer (ThreadPool slots)
 
+enum class DType { f32 = 0, bf16 = 1 };   // of the matrices, the embedding and the KV cache
+
 struct Model {
     int L, H, I, Hq, Hk, D, V;
     float eps;
-    const float *embed, *norm, *lm_head;
+    DType dtype;
+    const void* embed;
+    const float* norm;
+    const void* lm_head;
     std::vector<Layer> layers;
 };
 
@@ -73,12 +89,14 @@ void rope(float* __restrict x, const float* __restrict c, const float* __restric
     }
 }
 
+// W: the element type of the matrices, the embedding and the KV cache (float or bf16)
+template <class W>
 struct Step {
     const Model& m;
     int T;
     const int64_t* pos;
     const int32_t* seq_of;
-    float* kv;
+    W* kv;
     int64_t S;
     const int32_t* tables;
     int table_width, bs;
@@ -100,8 +118,9 @@ struct Step {
             p.parallel_for(slot, T, [&](int t) { rms_norm(resid + size_t(t) * H, w, H, m.eps, xn + size_t(t) * H); });
         };
         // out[t][r] (+)= bias[r] + W[r] . x[t], in chunks of kRows rows
-        auto project = [&](int slot, const float* Wt, const float* bias, int N, int K, const float* x, float* out,
+        auto project = [&](int slot, const void* weight, const float* bias, int N, int K, const float* x, float* out,
                            bool accumulate) {
+            const W* Wt = static_cast<const W*>(weight);
             p.parallel_for(slot, (N + kRows - 1) / kRows, [&](int chunk) {
                 const int c = chunk * kRows, r1 = std::min(N, c + kRows);
                 matmul_rows(Wt, K, x, K, T, c, r1, y.data(), kRows);
@@ -116,8 +135,8 @@ struct Step {
         int slot = 0;
         for (int l = 0; l < m.L; ++l, slot += kSlotsPerLayer) {
             const Layer& w = m.layers[l];
-            float* kc = kv + int64_t(l) * 2 * Hk * D * S;       // K [Hk, D, S]
-            float* vc = kc + int64_t(Hk) * D * S;              // V [Hk, S, D]
+            W* kc = kv + int64_t(l) * 2 * Hk * D * S;           // K [Hk, D, S]
+            W* vc = kc + int64_t(Hk) * D * S;                  // V [Hk, S, D]
             normed(slot, w.ln1);
             project(slot + 1, w.qkv, w.qkv_b, nqkv, H, xn, qkv, false);
             p.parallel_for(slot + 2, T * Hk, [&](int item) {         // q/k norm, RoPE, K/V into the cache
@@ -136,9 +155,11 @@ struct Step {
                 rope(k, c, s, D);
                 for (int i = 0; i < G * D; ++i) qg[i] *= scale;
                 const int64_t at = int64_t(tables[size_t(seq_of[t]) * table_width + pos[t] / bs]) * bs + pos[t] % bs;
-                float* kh = kc + int64_t(h) * D * S;
-                for (int d = 0; d < D; ++d) kh[d * S + at] = k[d];
-                std::memcpy(vc + (int64_t(h) * S + at) * D, row + size_t(Hq + Hk + h) * D, sizeof(float) * D);
+                W* kh = kc + int64_t(h) * D * S;
+                for (int d = 0; d < D; ++d) kh[d * S + at] = from_f32<W>(k[d]);
+                W* vh = vc + (int64_t(h) * S + at) * D;
+                const float* vrow = row + size_t(Hq + Hk + h) * D;
+                for (int d = 0; d < D; ++d) vh[d] = from_f32<W>(vrow[d]);
             });
             p.parallel_for(slot + 3, T * Hk, [&](int item) {         // attention over the context so far
                 const int t = item / Hk, h = item % Hk;
@@ -151,8 +172,9 @@ struct Step {
             constexpr int half = kRows / 2;                            // gate rows c.., up rows I + c..
             p.parallel_for(slot + 6, (I + half - 1) / half, [&](int chunk) {
                 const int c = chunk * half, j1 = std::min(I, c + half), n = j1 - c;
-                matmul_rows(w.gate_up, H, xn, H, T, c, j1, y.data(), kRows);
-                matmul_rows(w.gate_up, H, xn, H, T, I + c, I + j1, y.data() + half, kRows);
+                const W* gu = static_cast<const W*>(w.gate_up);
+                matmul_rows(gu, H, xn, H, T, c, j1, y.data(), kRows);
+                matmul_rows(gu, H, xn, H, T, I + c, I + j1, y.data() + half, kRows);
                 for (int t = 0; t < T; ++t)
                     for (int j = 0; j < n; ++j) {
                         float g = y[size_t(t) * kRows + j], u = y[size_t(t) * kRows + half + j];
@@ -165,7 +187,7 @@ struct Step {
         p.parallel_for(slot, R, [&](int r) { rms_norm(resid + size_t(rows[r]) * H, m.norm, H, m.eps, xn + size_t(r) * H); });
         p.parallel_for(slot + 1, R ? (m.V + kRows - 1) / kRows : 0, [&](int chunk) {
             const int c = chunk * kRows;
-            matmul_rows(m.lm_head, H, xn, H, R, c, std::min(m.V, c + kRows), logits + c, m.V);
+            matmul_rows(static_cast<const W*>(m.lm_head), H, xn, H, R, c, std::min(m.V, c + kRows), logits + c, m.V);
         });
     }
 };
@@ -176,36 +198,54 @@ extern "C" int nbinfer_llama_max_layers() { return (ThreadPool::kSlots - 2) / kS
 
 // dims: L, H, I, Hq, Hk, D, V. weights: embed [V, H], final norm [H], LM head [V, H], then per layer
 // ln1, qkv [(Hq+2Hk)*D, H], qkv bias, q_norm [D], k_norm [D], o [H, Hq*D], o bias, ln2, gate_up [2I, H],
-// gate_up bias, down [H, I], down bias (absent ones null).
-extern "C" void* nbinfer_llama_new(const int32_t* dims, float eps, const float* const* weights) {
-    auto* m = new Model{dims[0], dims[1], dims[2], dims[3], dims[4], dims[5], dims[6], eps,
-                        weights[0], weights[1], weights[2], {}};
+// gate_up bias, down [H, I], down bias (absent ones null). The embedding, the LM head and the four
+// matrices per layer hold `dtype` elements (DType), the rest fp32.
+extern "C" void* nbinfer_llama_new(const int32_t* dims, float eps, const void* const* weights, int dtype) {
+    auto f = [](const void* p) { return static_cast<const float*>(p); };
+    auto* m = new Model{dims[0], dims[1], dims[2], dims[3], dims[4], dims[5], dims[6], eps, DType(dtype),
+                        weights[0], f(weights[1]), weights[2], {}};
     for (int l = 0; l < m->L; ++l) {
-        const float* const* w = weights + 3 + l * kLayerWeights;
-        m->layers.push_back({w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7], w[8], w[9], w[10], w[11]});
+        const void* const* w = weights + 3 + l * kLayerWeights;
+        m->layers.push_back({f(w[0]), w[1], f(w[2]), f(w[3]), f(w[4]), w[5], f(w[6]), f(w[7]), w[8], f(w[9]), w[10],
+                             f(w[11])});
     }
     return m;
 }
 
 extern "C" void nbinfer_llama_free(void* model) { delete static_cast<Model*>(model); }
 
-// One step over T packed tokens: ids/pos/seq_of [T] (token, its position, its sequence's row in
-// tables [*, table_width]); every earlier position of each sequence is already in the cache or among
-// these tokens. cos/sin [positions, D]. logits [R, V] for the tokens rows[0..R).
-extern "C" void nbinfer_llama_step(const void* model, int T, const int64_t* ids, const int64_t* pos,
-                                   const int32_t* seq_of, float* kv, int64_t S, const int32_t* tables, int table_width,
-                                   int bs, const float* cos, const float* sin, float scale, int R, const int32_t* rows,
-                                   float* logits, int nthreads) {
-    const Model& m = *static_cast<const Model*>(model);
+namespace {
+template <class W>
+void run_step(const Model& m, int T, const int64_t* ids, const int64_t* pos, const int32_t* seq_of, W* kv, int64_t S,
+              const int32_t* tables, int table_width, int bs, const float* cos, const float* sin, float scale, int R,
+              const int32_t* rows, float* logits, int nthreads) {
     int64_t maxpos = 0;
     for (int t = 0; t < T; ++t) maxpos = std::max(maxpos, pos[t]);
     std::vector<float> resid(size_t(T) * m.H), xn(size_t(std::max(T, R)) * m.H);
     std::vector<float> qkv(size_t(T) * (m.Hq + 2 * m.Hk) * m.D), q(size_t(T) * m.Hq * m.D);
     std::vector<float> attn(size_t(T) * m.Hq * m.D), act(size_t(T) * m.I);
+    const W* embed = static_cast<const W*>(m.embed);
     for (int t = 0; t < T; ++t)
-        std::memcpy(resid.data() + size_t(t) * m.H, m.embed + ids[t] * m.H, sizeof(float) * m.H);
+        for (int i = 0; i < m.H; ++i) resid[size_t(t) * m.H + i] = to_f32(embed[ids[t] * m.H + i]);
     const int lmax = int((maxpos + 1 + bs - 1) / bs * bs);
-    const Step step{m, T, pos, seq_of, kv, S, tables, table_width, bs, cos, sin, scale, R, rows, logits,
-                    resid.data(), xn.data(), qkv.data(), q.data(), attn.data(), act.data(), lmax};
+    const Step<W> step{m, T, pos, seq_of, kv, S, tables, table_width, bs, cos, sin, scale, R, rows, logits,
+                       resid.data(), xn.data(), qkv.data(), q.data(), attn.data(), act.data(), lmax};
     pool().run(std::max(1, nthreads), step);
+}
+}  // namespace
+
+// One step over T packed tokens: ids/pos/seq_of [T] (token, its position, its sequence's row in
+// tables [*, table_width]); every earlier position of each sequence is already in the cache (of the
+// model's dtype) or among these tokens. cos/sin [positions, D]. logits [R, V] for the tokens rows[0..R).
+extern "C" void nbinfer_llama_step(const void* model, int T, const int64_t* ids, const int64_t* pos,
+                                   const int32_t* seq_of, void* kv, int64_t S, const int32_t* tables, int table_width,
+                                   int bs, const float* cos, const float* sin, float scale, int R, const int32_t* rows,
+                                   float* logits, int nthreads) {
+    const Model& m = *static_cast<const Model*>(model);
+    if (m.dtype == DType::bf16)
+        run_step(m, T, ids, pos, seq_of, static_cast<bf16*>(kv), S, tables, table_width, bs, cos, sin, scale, R, rows,
+                 logits, nthreads);
+    else
+        run_step(m, T, ids, pos, seq_of, static_cast<float*>(kv), S, tables, table_width, bs, cos, sin, scale, R, rows,
+                 logits, nthreads);
 }

@@ -1,5 +1,6 @@
-// Rows of Y = X W^T for the CPU step (llama_step.cpp), fp32, with W [N, K] and X [T, K] both unit
-// stride along K, as nn.Linear stores them: each output is a dot product of two contiguous rows.
+// Rows of Y = X W^T for the CPU step (llama_step.cpp), with W [N, K] (fp32 or bf16, widened on load:
+// vec.h) and X [T, K] fp32, both unit stride along K, as nn.Linear stores them: each output is a dot
+// product of two contiguous rows, summed in fp32.
 //
 // The micro-kernel keeps 4 weight rows x 3 tokens of partial sums in registers (12 vectors), so each
 // k-step loads 4 weight vectors and 3 token vectors for 12 FMAs: arithmetic-bound once the rows are in
@@ -8,31 +9,16 @@
 #pragma once
 #include <algorithm>
 #include <cstdint>
-#include <cstring>
+
+#include "vec.h"
 
 namespace nbinfer {
 
-#if defined(__AVX512F__)
-constexpr int GW = 16;   // floats per register
-#else
-constexpr int GW = 8;
-#endif
-typedef float gvec __attribute__((vector_size(GW * sizeof(float))));
-typedef float gvec_u __attribute__((vector_size(GW * sizeof(float)), aligned(4), may_alias));
-
-// An unaligned load through a may_alias type: one vmovups. (memcpy into the vector was lowered
-// through the stack here, a store and a reload per operand: 8x slower.)
-inline gvec gload(const float* p) { return *reinterpret_cast<const gvec_u*>(p); }
-inline float ghsum(gvec x) {
-    float s = 0.f;
-    for (int i = 0; i < GW; ++i) s += x[i];
-    return s;
-}
-
 // Tail of a dot product past the last full vector.
-inline float dot_tail(const float* __restrict w, const float* __restrict x, int k, int K) {
+template <class Wt>
+inline float dot_tail(const Wt* __restrict w, const float* __restrict x, int k, int K) {
     float s = 0.f;
-    for (; k < K; ++k) s += w[k] * x[k];
+    for (; k < K; ++k) s += to_f32(w[k]) * x[k];
     return s;
 }
 
@@ -40,7 +26,8 @@ inline float dot_tail(const float* __restrict w, const float* __restrict x, int 
 // a store per FMA (measured: 1 GFLOP/s instead of tens).
 
 // y[0] = w . x
-inline void dot_1x1(const float* __restrict w, int K, const float* __restrict x, float* __restrict y) {
+template <class Wt>
+inline void dot_1x1(const Wt* __restrict w, int K, const float* __restrict x, float* __restrict y) {
     gvec a = {};
     int k = 0;
     for (; k + GW <= K; k += GW) a += gload(w + k) * gload(x + k);
@@ -48,8 +35,9 @@ inline void dot_1x1(const float* __restrict w, int K, const float* __restrict x,
 }
 
 // y[i] = w_i . x for the 4 rows w_i = w + i K
-inline void dot_4x1(const float* __restrict w, int K, const float* __restrict x, float* __restrict y) {
-    const float *w0 = w, *w1 = w + K, *w2 = w + 2 * int64_t(K), *w3 = w + 3 * int64_t(K);
+template <class Wt>
+inline void dot_4x1(const Wt* __restrict w, int K, const float* __restrict x, float* __restrict y) {
+    const Wt *w0 = w, *w1 = w + K, *w2 = w + 2 * int64_t(K), *w3 = w + 3 * int64_t(K);
     gvec a0 = {}, a1 = {}, a2 = {}, a3 = {};
     int k = 0;
     for (; k + GW <= K; k += GW) {
@@ -70,9 +58,10 @@ inline void dot_4x1(const float* __restrict w, int K, const float* __restrict x,
 }
 
 // y[c * ldy + i] = w_i . x_c for 4 rows and the 2 tokens x_0 = x, x_1 = x + ldx
-inline void dot_4x2(const float* __restrict w, int K, const float* __restrict x, int64_t ldx, float* __restrict y,
+template <class Wt>
+inline void dot_4x2(const Wt* __restrict w, int K, const float* __restrict x, int64_t ldx, float* __restrict y,
                     int64_t ldy) {
-    const float *w0 = w, *w1 = w + K, *w2 = w + 2 * int64_t(K), *w3 = w + 3 * int64_t(K);
+    const Wt *w0 = w, *w1 = w + K, *w2 = w + 2 * int64_t(K), *w3 = w + 3 * int64_t(K);
     const float *x0 = x, *x1 = x + ldx;
     gvec a00 = {}, a10 = {}, a20 = {}, a30 = {}, a01 = {}, a11 = {}, a21 = {}, a31 = {};
     int k = 0;
@@ -99,9 +88,10 @@ inline void dot_4x2(const float* __restrict w, int K, const float* __restrict x,
 
 // y[c * ldy + i] = w_i . x_c for 4 rows and 3 tokens: 12 accumulators + 3 token vectors + 1 weight
 // vector fill the 16 AVX2 registers; 7 loads per 12 FMAs (measured ~1.4x the 4x2 block's rate)
-inline void dot_4x3(const float* __restrict w, int K, const float* __restrict x, int64_t ldx, float* __restrict y,
+template <class Wt>
+inline void dot_4x3(const Wt* __restrict w, int K, const float* __restrict x, int64_t ldx, float* __restrict y,
                     int64_t ldy) {
-    const float *w0 = w, *w1 = w + K, *w2 = w + 2 * int64_t(K), *w3 = w + 3 * int64_t(K);
+    const Wt *w0 = w, *w1 = w + K, *w2 = w + 2 * int64_t(K), *w3 = w + 3 * int64_t(K);
     const float *x0 = x, *x1 = x + ldx, *x2 = x + 2 * ldx;
     gvec a00 = {}, a10 = {}, a20 = {}, a30 = {}, a01 = {}, a11 = {}, a21 = {}, a31 = {};
     gvec a02 = {}, a12 = {}, a22 = {}, a32 = {};
@@ -117,7 +107,7 @@ inline void dot_4x3(const float* __restrict w, int K, const float* __restrict x,
         wv = gload(w3 + k);
         a30 += wv * u, a31 += wv * v, a32 += wv * z;
     }
-    const float* ws[4] = {w0, w1, w2, w3};
+    const Wt* ws[4] = {w0, w1, w2, w3};
     const gvec as[3][4] = {{a00, a10, a20, a30}, {a01, a11, a21, a31}, {a02, a12, a22, a32}};
     const float* xs[3] = {x0, x1, x2};
     for (int c = 0; c < 3; ++c)
@@ -127,14 +117,15 @@ inline void dot_4x3(const float* __restrict w, int K, const float* __restrict x,
 // Y[t * ldy + (r - r0)] = W[r, :K] . X[t, :K] for rows r in [r0, r1), tokens t < T. Tokens go in tiles of
 // ~128 KB of X, so a tile stays in L2 while every 4-row block of the chunk reads it (all of X at once
 // spills out of L2 past ~50 tokens, and each block then re-reads it from L3: measured 0.6x MKL at 256).
-inline void matmul_rows(const float* __restrict W, int K, const float* __restrict X, int64_t ldx, int T,
+template <class Wt>
+inline void matmul_rows(const Wt* __restrict W, int K, const float* __restrict X, int64_t ldx, int T,
                         int r0, int r1, float* __restrict Y, int64_t ldy) {
     const int tile = std::max(3, (32768 / std::max(K, 1)) / 3 * 3);
     for (int t0 = 0; t0 < T; t0 += tile) {
         const int t1 = std::min(T, t0 + tile);
         int r = r0;
         for (; r + 4 <= r1; r += 4) {
-            const float* w = W + int64_t(r) * K;
+            const Wt* w = W + int64_t(r) * K;
             float* y = Y + (r - r0);
             int t = t0;
             for (; t + 3 <= t1; t += 3) dot_4x3(w, K, X + t * ldx, ldx, y + t * ldy, ldy);

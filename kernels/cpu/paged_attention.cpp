@@ -1,5 +1,5 @@
-// Paged attention for the CPU backend (nbinfer/engine/cpu_attention.py), fp32, through the block
-// tables, with the step's new K/V already in the cache:
+// Paged attention for the CPU backend (nbinfer/engine/attention/cpu_backend.py) through the block
+// tables, with the step's new K/V already in the cache (fp32 or bf16; queries and sums in fp32):
 // - decode: one query token per sequence, every decode sequence of a step in one call;
 // - prefill: every prefill token of a step (fresh prompts and chunks after a cached prefix alike),
 //   each attending causally to its sequence's context up to its own position.
@@ -17,9 +17,11 @@ using namespace nbinfer;
 
 extern "C" int nbinfer_vector_width() { return GW; }
 
-extern "C" void nbinfer_paged_decode_f32(const float* q, const float* k, const float* v, const int32_t* tables,
-                                         const int32_t* lens, float* out, int B, int Hk, int G, int D,
-                                         int64_t S, int table_width, int bs, int nthreads) {
+namespace {
+
+template <class KV>
+void paged_decode(const float* q, const KV* k, const KV* v, const int32_t* tables, const int32_t* lens, float* out,
+                  int B, int Hk, int G, int D, int64_t S, int table_width, int bs, int nthreads) {
     int maxlen = 0;
     for (int i = 0; i < B; ++i) maxlen = std::max(maxlen, lens[i]);
     const int lmax = (maxlen + bs - 1) / bs * bs;
@@ -35,9 +37,10 @@ extern "C" void nbinfer_paged_decode_f32(const float* q, const float* k, const f
 }
 
 // T tokens: token t is at position pos[t] of the sequence whose block table is row seq_of[t].
-extern "C" void nbinfer_paged_prefill_f32(const float* q, const float* k, const float* v, const int32_t* tables,
-                                          const int32_t* seq_of, const int64_t* pos, float* out, int T, int Hk,
-                                          int G, int D, int64_t S, int table_width, int bs, int nthreads) {
+template <class KV>
+void paged_prefill(const float* q, const KV* k, const KV* v, const int32_t* tables, const int32_t* seq_of,
+                   const int64_t* pos, float* out, int T, int Hk, int G, int D, int64_t S, int table_width, int bs,
+                   int nthreads) {
     int64_t maxpos = 0;
     for (int t = 0; t < T; ++t) maxpos = std::max(maxpos, pos[t]);
     const int lmax = int((maxpos + 1 + bs - 1) / bs * bs);
@@ -51,3 +54,21 @@ extern "C" void nbinfer_paged_prefill_f32(const float* q, const float* k, const 
         });
     });
 }
+
+}  // namespace
+
+// q, out fp32 [B or T, Hk, G, D]; the cache fp32 (_f32) or bf16 (_bf16)
+#define NBINFER_PAGED(SUFFIX, KV)                                                                             \
+    extern "C" void nbinfer_paged_decode_##SUFFIX(const float* q, const KV* k, const KV* v, const int32_t* tables, \
+                                                 const int32_t* lens, float* out, int B, int Hk, int G, int D,   \
+                                                 int64_t S, int table_width, int bs, int nthreads) {              \
+        paged_decode(q, k, v, tables, lens, out, B, Hk, G, D, S, table_width, bs, nthreads);                     \
+    }                                                                                                             \
+    extern "C" void nbinfer_paged_prefill_##SUFFIX(const float* q, const KV* k, const KV* v, const int32_t* tables, \
+                                                  const int32_t* seq_of, const int64_t* pos, float* out, int T,  \
+                                                  int Hk, int G, int D, int64_t S, int table_width, int bs,      \
+                                                  int nthreads) {                                                 \
+        paged_prefill(q, k, v, tables, seq_of, pos, out, T, Hk, G, D, S, table_width, bs, nthreads);             \
+    }
+NBINFER_PAGED(f32, float)
+NBINFER_PAGED(bf16, bf16)
