@@ -17,7 +17,7 @@ __version__ = "0.1.0"
 _SGL_EXPORTS = (
     "function", "instruct", "gen", "gen_int", "gen_string", "select", "system", "user", "assistant",
     "system_begin", "system_end", "user_begin", "user_end", "assistant_begin", "assistant_end", "image", "video",
-    "Runtime", "SGLModel", "set_default_backend", "get_default_backend", "flush_cache", "get_server_info",
+    "Runtime", "RuntimeEndpoint", "OpenAI", "SGLModel", "set_default_backend", "get_default_backend", "flush_cache", "get_server_info",
     "REGEX_INT", "REGEX_FLOAT", "REGEX_BOOL", "REGEX_STR", "ProgramState", "ProgramStateGroup", "SglFunction",
     "SglError", "SglCompileError", "token_length_normalized", "greedy_token_selection",
     "unconditional_likelihood_normalized",
