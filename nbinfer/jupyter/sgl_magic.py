@@ -21,6 +21,7 @@ from nbinfer.lang.sampling import RunDefaults
 
 from . import session
 from .argtypes import float_in, identifier, int_min
+from .interrupts import one_line_interrupt
 from .magic_parser import MagicParser
 
 USAGE = "%%sgl [--out VAR] [--show-ir] [--temperature T] [--max-tokens N] [--arg NAME=VALUE]..."
@@ -51,8 +52,11 @@ def parse_line(line: str) -> argparse.Namespace:
 
 
 def _backend():
-    """The notebook's engine; else a default backend set with sgl.set_default_backend / SGLModel;
-    else the notebook's engine loads its default model."""
+    """The remote server `%nbinfer connect` named; else the notebook's engine; else a default backend
+    set with sgl.set_default_backend / SGLModel; else the notebook's engine loads its default model."""
+    remote = session.current_remote()
+    if remote is not None:
+        return as_backend(remote)
     llm = session.current_llm()
     if llm is not None:
         return as_backend(llm)
@@ -96,7 +100,8 @@ def sgl_cell(line: str, cell: str, shell) -> object:
     except KeyboardInterrupt:
         state.cancel()                          # its requests are aborted and their KV blocks freed
         state.error()                           # wait until the program has stopped
-        raise
+        raise one_line_interrupt("interrupted: the program stopped; its running requests were cancelled "
+                                 "and their KV blocks freed") from None
     except SglError:
         raise
     except Exception as e:                      # the program's own error: one line, with its cell line
@@ -112,9 +117,9 @@ def sgl_cell(line: str, cell: str, shell) -> object:
 
 def register(ipython) -> None:
     """Called by nbinfer's IPython extension (`%load_ext nbinfer`)."""
-    # programs run outside %%sgl cells (f.run() in a Python cell) find the notebook's engine too,
-    # when no default backend is set; current_llm never loads one
-    register_fallback_backend(session.current_llm)
+    # programs run outside %%sgl cells (f.run() in a Python cell) find the connected server or the
+    # notebook's engine too, when no default backend is set; current_target never loads one
+    register_fallback_backend(session.current_target)
 
     def sgl(line, cell):
         return sgl_cell(line, cell, ipython)

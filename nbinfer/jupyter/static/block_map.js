@@ -168,6 +168,7 @@ function blockMapLegend(legend, map) {
     return s;
   };
   legend.replaceChildren();
+  legend.style.display = map.total ? "" : "none";     // no blocks (no model, a remote server): no legend
   for (const [label, colour] of [["free", map.states.free], ["cached prefix", map.states.cached],
                                  ["shared", map.states.shared]]) {
     const item = document.createElement("span");
