@@ -14,53 +14,30 @@ from nbinfer.lang.backends import OpenAI, RemoteBackend, RuntimeEndpoint, as_bac
 from nbinfer.server import RemoteLLM
 from nbinfer.server.remote_capabilities import RemoteFeatureError
 from server_testing import idle, served, wait_until
+from sgl_programs import load_programs
 
 
 @sgl.function
-def story(s, name):
-    s += "Once upon a time, there was a little dog named " + name + "."
-    s += sgl.gen("story", max_tokens=24, stop=".")
-
-
-@sgl.function
-def chat(s, question):
-    s += sgl.system("You are a storyteller.")
-    s += sgl.user(question)
-    s += sgl.assistant(sgl.gen("answer", max_tokens=32))
-    s += sgl.user("Tell me more.")
-    s += sgl.assistant(sgl.gen("more", max_tokens=16))
-
-
-@sgl.function
-def pick(s):
+def scored(s):
     s += "One sunny day, there was a curious girl named Lily. She saw a"
-    s += sgl.select("animal", choices=[" big dog", " moon", " xylophone quantum"])
     s += sgl.select("again", choices=[" cat", " tree", " ball"],
                     choices_method=sgl.unconditional_likelihood_normalized)
-    s += ". The end."
 
 
 @sgl.function
-def number(s):
-    s += "Long ago, there was a brave bunny named Tom. Tom was "
-    s += sgl.gen("age", max_tokens=6, regex="[0-9]{1,2}")
-    s += " years old. He said: "
+def shaped(s):
+    s += "Long ago, there was a brave bunny named Tom. He said: "
     s += sgl.gen("said", max_tokens=40, json_schema={"type": "object", "properties": {"happy": {"type": "boolean"}},
                                                       "required": ["happy"], "additionalProperties": False})
 
 
-@sgl.function
-def branches(s):
-    s += "Once upon a time, there was a little cat named Mia. She had a red ball and a big box."
-    forks = s.fork(2)
-    forks += [" One day, Mia", " Mia liked to"]
-    forks += sgl.gen("next", max_tokens=12)
-    forks.join()
-    s += " And then" + sgl.gen("end", max_tokens=8)
-    return [f["next"] for f in forks]
+@pytest.fixture(scope="module")
+def progs(tmp_path_factory):
+    """The programs SGLang's own frontend runs against nbinfer serve (test_server_sglang.py)."""
+    return load_programs(tmp_path_factory.mktemp("remote_programs"), "progs_remote", "import nbinfer as sgl")
 
 
-ARGS = {story: {"name": "Max"}, chat: {"question": "Tell me a story about a brave cat."}}
+ARGS = {"story": {"name": "Max"}, "chat": {"question": "Tell me a story about a brave cat."}}
 
 
 @pytest.fixture(scope="module")
@@ -77,25 +54,27 @@ def backend(request, server):
     b.shutdown()
 
 
-@pytest.mark.parametrize("program", [story, chat, pick, number, branches], ids=lambda p: p.name)
-def test_programs_equal_the_in_process_engine(program, backend, server):
+@pytest.mark.parametrize("name", ["story", "chat", "pick", "number", "branches", "scored", "shaped"])
+def test_programs_equal_the_in_process_engine(name, progs, backend, server):
     llm, _ = server
-    remote = program.run(backend=backend, temperature=0, **ARGS.get(program, {}))
-    local = program.run(backend=llm, temperature=0, **ARGS.get(program, {}))
-    assert remote.error() is None, remote.error()
+    program = globals().get(name) or getattr(progs, name)
+    remote = program.run(backend=backend, temperature=0, **ARGS.get(name, {}))
+    local = program.run(backend=llm, temperature=0, **ARGS.get(name, {}))
     assert remote.text() == local.text() and remote.text()
     assert remote.ret_value == local.ret_value
     assert [m["role"] for m in remote.messages()] == [m["role"] for m in local.messages()]
-    if program is number:
-        assert remote["age"].isdigit() and isinstance(json.loads(remote["said"])["happy"], bool)
+    if name == "number":
+        assert remote["age"].isdigit()
+    if name == "shaped":
+        assert isinstance(json.loads(remote["said"])["happy"], bool)
     wait_until(lambda: idle(llm), what="the server to release every block")
 
 
-def test_run_batch_equals_the_in_process_engine(backend, server):
+def test_run_batch_equals_the_in_process_engine(progs, backend, server):
     llm, _ = server
     names = [{"name": n} for n in ("Max", "Lily", "Tom", "Mia")]
-    remote = story.run_batch(names, backend=backend, temperature=0, num_threads=4)
-    local = story.run_batch(names, backend=llm, temperature=0, num_threads=4)
+    remote = progs.story.run_batch(names, backend=backend, temperature=0, num_threads=4)
+    local = progs.story.run_batch(names, backend=llm, temperature=0, num_threads=4)
     assert [s["story"] for s in remote] == [s["story"] for s in local]
 
 
@@ -167,33 +146,33 @@ def plain():
     remote.close()
 
 
-def test_plain_text_runs_on_a_plain_openai_server(plain):
+def test_plain_text_runs_on_a_plain_openai_server(plain, progs):
     backend, seen = plain
-    state = story.run(backend=backend, name="Max", temperature=0)
+    state = progs.story.run(backend=backend, name="Max", temperature=0)
     assert state["story"] == " hello" and seen[0]["prompt"].endswith("named Max.")
 
 
-@pytest.mark.parametrize("program, feature", [
-    (pick, r"select \(it scores each choice by prompt log-probs of token ids\) is not supported by the "
-           r"openai-compatible server at http://stand-in"),
-    (number, r"constrained output \(regex\) is not supported by the openai-compatible server at http://stand-in"),
-    (chat, r"roles need the model's chat template, and the openai-compatible server at http://stand-in cannot "
-           r"render it \(no /tokenize\); name one of SGLang's templates with chat_template_name="),
+@pytest.mark.parametrize("name, feature", [
+    ("pick", r"select \(it scores each choice by prompt log-probs of token ids\) is not supported by the "
+             r"openai-compatible server at http://stand-in"),
+    ("number", r"constrained output \(regex\) is not supported by the openai-compatible server at http://stand-in"),
+    ("chat", r"roles need the model's chat template, and the openai-compatible server at http://stand-in cannot "
+             r"render it \(no /tokenize\); name one of SGLang's templates with chat_template_name="),
 ])
-def test_what_a_server_cannot_do_is_an_error_naming_feature_and_server(plain, program, feature):
+def test_what_a_server_cannot_do_is_an_error_naming_feature_and_server(plain, progs, name, feature):
     backend, seen = plain
     with pytest.raises((RemoteFeatureError, sgl.SglError)) as e:
-        program.run(backend=backend, temperature=0, **ARGS.get(program, {}))
+        getattr(progs, name).run(backend=backend, temperature=0, **ARGS.get(name, {}))
     assert re.search(feature, str(e.value)), str(e.value)
     assert not seen, "nothing may be sent for a feature the server lacks"
 
 
-def test_a_named_template_stands_in_where_the_server_renders_none(plain):
+def test_a_named_template_stands_in_where_the_server_renders_none(plain, progs):
     pytest.importorskip("sglang", reason="SGLang's frontend (its table of chat templates)")
     backend, seen = plain
     named = RemoteBackend(backend.remote, chat_template_name="chatml")
     assert named.chat_template.role_prefix("user", []) == "<|im_start|>user\n"
-    state = chat.run(backend=named, question="Hi?", temperature=0)
+    state = progs.chat.run(backend=named, question="Hi?", temperature=0)
     assert state.error() is None and state["answer"] == " hello"
     assert seen[0]["prompt"].startswith("<|im_start|>system\nYou are a storyteller.<|im_end|>\n")
 

@@ -16,7 +16,7 @@ def _usage(f: RemoteFrame) -> str:
     if f.problem:
         return f"no figures: {f.problem}"
     if f.kv_usage is None:
-        return "KV-cache usage not reported"
+        return "usage not reported"
     capacity = f" of {f.kv_capacity}" if f.kv_capacity else ""
     return f"{percent(f.kv_usage)} used{capacity}"
 
