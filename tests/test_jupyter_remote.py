@@ -67,7 +67,7 @@ def one_line_usage_error(fn, *args) -> str:
 
 # -- connect / status / disconnect ------------------------------------------------------------------
 
-def test_connect_says_what_it_reached_and_status_names_it(ip, server, capsys):
+def test_connect_says_what_it_reached_and_status_names_it(ip, server, llama_dir, capsys):
     llm, srv = server
     ip.run_line_magic("nbinfer", f"connect {srv.url}/v1 --api-key secret --api sglang")
     out = capsys.readouterr().out
@@ -79,9 +79,16 @@ def test_connect_says_what_it_reached_and_status_names_it(ip, server, capsys):
     assert f"cells run on the remote server: nbinfer 0.1.0 at {srv.url} (sglang API)" in out
     assert "remote     default · nbinfer 0.1.0" in out and "KV cache   0% used of 256 blocks" in out
     assert "not shown for a remote server: the block map" in out
+    ip.run_line_magic("nbinfer", f"load {llama_dir} --num-kv-blocks 16")       # a local model meanwhile
+    assert capsys.readouterr().out.endswith(f"nbinfer: cells still run on the remote server at {srv.url} "
+                                            "(`%nbinfer disconnect` to use this model)\n")
+    assert session.current_target() is session.current_remote()
     ip.run_line_magic("nbinfer", "disconnect")
     out = capsys.readouterr().out
-    assert out.startswith(f"nbinfer: disconnected from {srv.url}; cells run on the local engine")
+    assert out == (f"nbinfer: disconnected from {srv.url}; cells run on the local engine "
+                   f"({llama_dir} (float32, cpu))\n")
+    assert session.current_target() is session.current_llm()
+    session.unload_llm()
     assert session.current_remote() is None
     ip.run_line_magic("nbinfer", "disconnect")
     assert capsys.readouterr().out == "nbinfer: not connected to a remote server\n"

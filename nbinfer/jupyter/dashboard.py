@@ -72,7 +72,7 @@ class Dashboard:
 def frame_state(f: Frame | RemoteFrame | None, colours: ColourSlots) -> dict:
     """The widget's traits for a frame."""
     if isinstance(f, RemoteFrame):
-        return remote_view.widget_state(f)
+        return {**remote_view.widget_state(f), "rates": _rates_html(f)}
     if f is None:
         return dict(header=_header(None), occupancy=0.0, occupancy_label="", codes=b"", used=b"", cached=b"",
                     blocks_total=0, grid_columns=0, owners={}, cell_owners={}, caption="no model loaded",
@@ -108,14 +108,18 @@ def _caption(f: Frame) -> str:
             f"{f.blocks_cached:,} cached prefix · {f.blocks_free:,} free{scale} · hover a square for its owners")
 
 
-def _rates_html(f: Frame) -> str:
+def _rates_html(f: Frame | RemoteFrame) -> str:
+    # a remote server may not report every total (None): "?" then, and no prefix-cache figure
+    def n(v):
+        return "?" if v is None else f"{v:,}"
+    hits = (f' · {f.prefix_hit_tokens:,} prompt tokens from the prefix cache'
+            if f.prefix_hit_tokens is not None else "")
     return (f'<span style="color:{DashboardView.prefill_colour.default_value}">■</span> prefill '
             f'<b class="nbinfer-prefill-rate">{f.prefill_tokens_per_s:,.0f}</b> tok/s &nbsp; '
             f'<span style="color:{DashboardView.decode_colour.default_value}">■</span> decode '
             f'<b class="nbinfer-decode-rate">{f.decode_tokens_per_s:,.0f}</b> tok/s'
-            f'<div class="nbinfer-dim" style="margin-top:3px">{f.prompt_tokens_total:,} prompt · '
-            f'{f.generation_tokens_total:,} generated · {f.prefix_hit_tokens:,} prompt tokens '
-            f'from the prefix cache</div>')
+            f'<div class="nbinfer-dim" style="margin-top:3px">{n(f.prompt_tokens_total)} prompt · '
+            f'{n(f.generation_tokens_total)} generated{hits}</div>')
 
 
 def _memory_html(f: Frame) -> str:

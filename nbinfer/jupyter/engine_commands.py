@@ -45,6 +45,10 @@ def load(args, shell):
           f"({_mib(s.kv_cache_bytes)}) · max_model_len {s.max_model_len}")
     if served is not None:
         _serve_again(llm, served)
+    remote = session.current_remote()
+    if remote is not None:
+        print(f"nbinfer: cells still run on the remote server at {remote.url} "
+              "(`%nbinfer disconnect` to use this model)")
 
 
 def _serve_again(llm, spec) -> None:

@@ -35,7 +35,8 @@ def _not_shown(f: RemoteFrame) -> str:
 
 
 def widget_state(f: RemoteFrame) -> dict:
-    """The dashboard widget's traits for a remote frame (see dashboard.frame_state)."""
+    """The dashboard widget's traits for a remote frame, but its rates (dashboard.frame_state adds
+    those, drawn as for the local engine)."""
     e = html.escape
     dot = "#f28e2b" if f.busy else "#59a14f"
     state = _requests(f) if f.busy else "idle"
@@ -45,14 +46,10 @@ def widget_state(f: RemoteFrame) -> dict:
     label = (f'<b class="nbinfer-occupancy">{percent(f.kv_usage)}</b> <span class="nbinfer-dim">used'
              f'{" of " + e(f.kv_capacity) if f.kv_capacity else ""} · from its /metrics</span>'
              if f.kv_usage is not None and not f.problem else f'<span class="nbinfer-dim">{e(_usage(f))}</span>')
-    rates = (f'prefill <b class="nbinfer-prefill-rate">{f.prefill_tokens_per_s:,.0f}</b> tok/s &nbsp; '
-             f'decode <b class="nbinfer-decode-rate">{f.decode_tokens_per_s:,.0f}</b> tok/s'
-             f'<div class="nbinfer-dim" style="margin-top:3px">{e(_totals(f))}</div>')
     return dict(
         header=header, occupancy=f.occupancy, occupancy_label=label, codes=b"", used=b"", cached=b"",
         blocks_total=0, grid_columns=0, owners={}, cell_owners={},
         caption="no block map: a remote server's KV blocks are not visible over HTTP, only the usage above",
-        rates=rates,
         memory='<div class="nbinfer-dim nbinfer-remote-memory">not reported by a remote server</div>',
         batch_title=f'Batch · <span class="nbinfer-request-count">{f.num_running + f.num_waiting}</span> requests '
                     f'<span style="text-transform:none;letter-spacing:0;font-weight:400">({_requests(f)})</span>',
