@@ -18,6 +18,7 @@ from IPython.core.interactiveshell import InteractiveShell  # noqa: E402
 
 from nbinfer import SamplingParams  # noqa: E402
 from nbinfer.jupyter import session  # noqa: E402
+from nbinfer.jupyter.remote_frame import RemoteMetricsReader  # noqa: E402
 from nbinfer.server import RemoteLLM  # noqa: E402
 from server_testing import idle, served, wait_until  # noqa: E402
 
@@ -255,10 +256,9 @@ def test_what_a_plain_server_cannot_do_is_one_line_naming_feature_and_server(ip,
         assert "select (it scores each choice by prompt log-probs of token ids) is not supported by the " \
                "openai-compatible server at http://stand-in" in str(result.error_in_exec)
         result = ip.run_cell('%%sgl\ns += "N:" + gen("n", regex="[0-9]+", max_tokens=3)\n')
-        assert "constrained output (regex) is not supported by the openai-compatible server" in str(result.error_in_exec)
+        assert "constrained output (regex) is not supported by the openai-compatible server" in \
+            str(result.error_in_exec)
         assert len(seen) == 1, "a feature the server lacks must not be sent at all"
-        publisher_frame = __import__("nbinfer.jupyter.remote_frame", fromlist=["x"]).RemoteMetricsReader(
-            session.current_remote()).frame()
-        assert publisher_frame.problem == "the server has no /metrics"
+        assert RemoteMetricsReader(session.current_remote()).frame().problem == "the server has no /metrics"
     finally:
         session.disconnect()

@@ -98,8 +98,9 @@ class NbinferMagics(Magics):
         generation = Generation(prompts, args.n, system=args.system, chat=chat)
         handles = []
         try:
+            submit = llm.submit_chat if chat and remote else llm.submit
             for i, payload in enumerate(payloads):
-                handles.append(llm.submit_chat(payload, params) if chat and remote else llm.submit(payload, params))
+                handles.append(submit(payload, params))
         except BaseException as e:
             # a bad prompt or Ctrl-C between submits: nothing is attached to the ones already
             # submitted yet, so abort them here or they run on unseen, holding KV blocks

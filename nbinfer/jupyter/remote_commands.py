@@ -81,7 +81,7 @@ def connect(args, shell):
     except ImportError as e:
         raise UsageError(f"%nbinfer connect needs httpx (pip install 'nbinfer[server]'): {e}") from None
     try:
-        remote = RemoteLLM(args.url, api_key=args.api_key, api=args.api, timeout=600.0)
+        remote = RemoteLLM(args.url, api_key=args.api_key, api=args.api)
     except Exception as e:          # no server, wrong API, refused key: one line
         raise UsageError(f"%nbinfer connect: {' '.join(str(e).split())}") from None
     session.connect(remote)

@@ -1,5 +1,6 @@
-"""Static views of the engine (or of a connected remote server): `%nbinfer status`, and the dashboard's fallback where widgets can't render
-(GitHub, nbconvert without widget state, plain IPython). Plain HTML and text, no JavaScript."""
+"""Static views of the engine (or of a connected remote server): `%nbinfer status`, and the
+dashboard's fallback where widgets can't render (GitHub, nbconvert without widget state, plain
+IPython). Plain HTML and text, no JavaScript."""
 from __future__ import annotations
 
 import html
