@@ -64,7 +64,7 @@ class NbinferMagics(Magics):
         If no model is loaded, the default model (smollm2-135m-instruct) is loaded first.
         """
         args = GENERATE_PARSER.parse_line(line)
-        from nbinfer import SamplingParams
+        from ..engine.sampling_params import SamplingParams
 
         try:
             prompts = split_prompts(interpolate(cell, self.shell.user_ns))

@@ -68,7 +68,7 @@ def load_llm(model: str | None = None, **engine_kwargs):
 
     The old engine is shut down *before* the new one is built, so two models never share the device.
     """
-    from nbinfer import LLM
+    from ..llm import LLM
 
     with _lock:
         unload_llm()
