@@ -10,8 +10,7 @@ from .engine.stats import EngineStats, RequestStats
 from .engine.handle import RequestHandle
 from .llm import LLM
 from .models.loader import default_model_path
-
-__version__ = "0.1.0"
+from .version import __version__
 
 # The SGL language (SGLang's frontend API) is imported on first use, so `import nbinfer` stays light:
 # its names (nbinfer.lang.api.__all__, the one list of them) resolve through __getattr__ below.

@@ -6,6 +6,8 @@
   snapshot), and shows it when reopened with and without that widget state; --background streams.
 - test_block_map_of_big_pools: the default CPU pool (8,192 blocks) while a generation runs, and a
   faked 200,000-block GPU pool: a readable grid, hover naming a range and its owners.
+- test_dashboard_of_a_remote_server: after `%nbinfer connect` to an `nbinfer serve` on loopback, the
+  dashboard follows the server's /metrics (running requests, KV usage, rates) and shows no block map.
 
 Screenshots go to artifacts/ (dashboard-*.png): look at them."""
 import contextlib
@@ -468,3 +470,41 @@ def test_block_map_of_big_pools(lab, browser):
         hover = _hover_first(page, 1, "used by req-1 ")
         assert "blocks 0–195 (196): 196 used by req-1 (196)" in hover, hover
         page.locator(".nbinfer-dashboard").nth(1).screenshot(path=str(ARTIFACTS / "dashboard-200000.png"))
+
+
+def test_dashboard_of_a_remote_server(lab, browser):
+    from server_testing import served
+
+    with served() as (llm, srv):
+        cells = [f"%nbinfer connect {srv.url}", "%nbinfer dashboard",
+                 "from nbinfer import SamplingParams\nfrom nbinfer.jupyter.session import get_target\n"
+                 "for seed in range(4):\n"
+                 "    outs = get_target().generate(['Once upon a time'] * 3, "
+                 "SamplingParams(max_tokens=400, ignore_eos=True, seed=seed))\n"
+                 "print('generated', len(outs))"]
+        (lab.root / "remote.ipynb").write_text(json.dumps(_notebook(cells)))
+        with _opened(browser, lab, "remote.ipynb") as page:
+            _run_cell(page, 0)
+            page.wait_for_selector("text=nbinfer: connected to nbinfer", timeout=60_000)
+            _run_cell(page, 1)
+            page.wait_for_selector(".nbinfer-dashboard .nbinfer-header", timeout=60_000)
+            _wait(lambda: "remote" in _read(page)["header"], 30, "the dashboard to show the remote server")
+            root = page.locator(".nbinfer-dashboard")
+            idle = _read(page)
+            assert "idle" in idle["header"] and srv.url in idle["header"] and idle["cells"] == 0, idle
+            assert root.locator("canvas.nbinfer-blockmap-canvas").is_hidden()
+            assert root.locator(".nbinfer-blockmap-legend").is_hidden()
+            assert "no block map" in root.locator(".nbinfer-blockmap-info").inner_text()
+            assert "not reported by a remote server" in root.locator(".nbinfer-memory").inner_text()
+            root.evaluate(_RECORD_FRAMES)
+            _run_cell(page, 2)
+            busy = _wait(lambda: (lambda s: s if "3 running" in s["header"] and s["occupancy"] > 0 else None)(
+                _read(page)), 120, "the server's 3 running requests and KV usage on the dashboard")
+            assert "3 requests" in busy["batch"] or "3" in busy["batch"], busy
+            _wait(lambda: _read(page)["decode"] > 0, 60, "a decode rate from the server's token counters")
+            root.screenshot(path=str(ARTIFACTS / "dashboard-remote.png"))
+            page.locator(".jp-Notebook .jp-Cell").nth(2).locator("text=generated 3").wait_for(timeout=300_000)
+            _wait(lambda: "idle" in _read(page)["header"], 30, "the dashboard to show the server idle again")
+            frames = page.evaluate("window.nbinferFrames")
+            assert all(f["cells"] == 0 for f in frames) and any("running" in f["header"] for f in frames)
+            assert llm.stats().blocks_used == 0

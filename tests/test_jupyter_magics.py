@@ -272,6 +272,25 @@ def test_interpolation_and_batch(ip, loaded):
     assert len(r.texts) == 3 and r.text == r.texts[0]
 
 
+def test_a_batch_is_read_by_one_thread_in_engine_order(ip, loaded, monkeypatch):
+    # 6 prompts x n=2: one reader over the merged stream, not a thread per request
+    import threading
+    started = []
+    real_start = threading.Thread.start
+
+    def start(self):
+        started.append(self.name)
+        return real_start(self)
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+    gen(ip, "--max-tokens 6 --temperature 0 -n 2 --no-stream --out r", "\n---\n".join(f"Prompt {i}" for i in range(6)))
+    monkeypatch.undo()
+    r = ip.user_ns["r"]
+    assert [n for n in started if n.startswith("nbinfer-generate")] == [started[0]] and len(started) == 1
+    ref = loaded.generate([f"Prompt {i}" for i in range(6)], SamplingParams(temperature=0, max_tokens=6, n=2))
+    assert r.texts == [c.text for o in ref for c in o.outputs]
+
+
 def test_separator_must_be_exactly_three_dashes(ip, loaded):
     gen(ip, "--max-tokens 2 --out r", "one\n---\ntwo\n----\n ---\nstill two\n--- \nthree")
     assert [o.prompt for o in ip.user_ns["r"].outputs] == ["one", "two\n----\n ---\nstill two", "three"]

@@ -214,3 +214,27 @@ def test_concurrent_clients_get_the_engines_greedy_text_and_leave_no_blocks(serv
     with ThreadPoolExecutor(8) as pool:
         assert list(pool.map(ask, range(8))) == want
     wait_until(lambda: idle(llm), what="all blocks back")
+
+
+def test_a_batch_request_is_pumped_by_one_thread(server, client, monkeypatch):
+    # the server reads all the prompts of one HTTP request as one merged stream, on one thread
+    import threading
+    llm, _ = server
+    started = []
+    real_start = threading.Thread.start
+
+    def start(self):
+        if self.name.startswith("nbinfer-http"):
+            started.append(self.name)
+        return real_start(self)
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+    prompts = [f"Once upon a time, there was a {w}." for w in ("dog", "cat", "bird", "fox", "bunny")]
+    got = client.completions.create(model="default", prompt=prompts, max_tokens=8, temperature=0, stream=True)
+    texts = [""] * len(prompts)
+    for chunk in got:
+        for c in chunk.choices:
+            texts[c.index] += c.text
+    monkeypatch.undo()
+    assert len(started) == 1, started
+    assert texts == [o.outputs[0].text for o in llm.generate(prompts, SamplingParams(temperature=0.0, max_tokens=8))]

@@ -1,68 +1,11 @@
 """SGLang's own frontend (`import sglang as sgl`, sglang 0.5.2, `sgl.RuntimeEndpoint(url)`) runs
 programs against `nbinfer serve` and gets what `import nbinfer as sgl` gets in process (greedy): gen,
 select, fork, roles, regex, run_batch. Also the /generate shapes that frontend reads."""
-import importlib
-import sys
-import textwrap
-
 import httpx
 import pytest
 
 from server_testing import idle, served, wait_until
-
-PROGRAMS = '''
-{import_line}
-
-
-@sgl.function
-def story(s, name):
-    s += "Once upon a time, there was a little dog named " + name + "."
-    s += sgl.gen("story", max_tokens=24, stop=".")
-
-
-@sgl.function
-def chat(s, question):
-    s += sgl.system("You are a storyteller.")
-    s += sgl.user(question)
-    s += sgl.assistant(sgl.gen("answer", max_tokens=32))
-    s += sgl.user("Tell me more.")
-    s += sgl.assistant(sgl.gen("more", max_tokens=16))
-
-
-@sgl.function
-def pick(s):
-    s += "One sunny day, there was a curious girl named Lily. She saw a"
-    s += sgl.select("animal", choices=[" big dog", " moon", " xylophone quantum"])
-    s += ". The end."
-
-
-@sgl.function
-def number(s):
-    s += "Long ago, there was a brave bunny named Tom. Tom was "
-    s += sgl.gen("age", max_tokens=6, regex="[0-9]{{1,2}}")
-    s += " years old."
-
-
-@sgl.function
-def branches(s):
-    s += "Once upon a time, there was a little cat named Mia."
-    forks = s.fork(2)
-    forks += [" One day, Mia", " Mia liked to"]
-    forks += sgl.gen("next", max_tokens=12)
-    forks.join()
-    s += " And then" + sgl.gen("end", max_tokens=8)
-    return [f["next"] for f in forks]
-'''
-
-
-def _programs(tmp_path, module_name, import_line):
-    path = tmp_path / f"{module_name}.py"
-    path.write_text(textwrap.dedent(PROGRAMS.format(import_line=import_line)))
-    sys.path.insert(0, str(tmp_path))
-    try:
-        return importlib.import_module(module_name)
-    finally:
-        sys.path.remove(str(tmp_path))
+from sgl_programs import load_programs
 
 
 @pytest.fixture(scope="module")
@@ -73,8 +16,8 @@ def both(tmp_path_factory):
     with served() as (llm, srv):
         remote = sglang.RuntimeEndpoint(srv.url, chat_template_name="chatml")
         local = llm
-        theirs = _programs(tmp, "progs_sglang", "import sglang as sgl")
-        ours = _programs(tmp, "progs_nbinfer", "import nbinfer as sgl")
+        theirs = load_programs(tmp, "progs_sglang", "import sglang as sgl")
+        ours = load_programs(tmp, "progs_nbinfer", "import nbinfer as sgl")
         yield llm, srv, remote, local, theirs, ours
 
 

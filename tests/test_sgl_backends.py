@@ -68,7 +68,7 @@ def test_a_registered_kind_wraps_the_objects_it_serves(isolated):
         def wrap(cls, obj):
             return cls() if isinstance(obj, Client) else None
 
-    assert list(backend_kinds()) == ["engine", "scripted"] and ClientBackend.kind == "scripted"
+    assert list(backend_kinds()) == ["engine", "sglang", "openai", "scripted"] and ClientBackend.kind == "scripted"
     sgl.set_default_backend(Client())
     backend = sgl.get_default_backend()
     assert isinstance(backend, ClientBackend)
@@ -81,8 +81,8 @@ def test_a_registered_kind_wraps_the_objects_it_serves(isolated):
         register_backend("client")(Client)
     with pytest.raises(SglError) as info:
         sgl.set_default_backend(42)
-    assert str(info.value) == ("a backend must be an sgl.Runtime, an nbinfer.LLM, a test Client or a Backend, "
-                               "got int")
+    assert str(info.value) == ("a backend must be an sgl.Runtime, an nbinfer.LLM, a RemoteLLM (nbinfer.server), "
+                               "a test Client or a Backend, got int")
 
 
 def test_server_info_and_flush_cache_ask_the_backend(isolated, shared_llm):

@@ -156,8 +156,7 @@ def test_every_sgl_name_is_an_nbinfer_name():
 # VertexAI), its server engine and the engine's options (Engine, ServerArgs: nbinfer.LLM and
 # sgl.Runtime(model_path=..., **LLM options) are nbinfer's), and global_config (SGLang's server
 # constants and interpreter switches, none of which mean anything here).
-NOT_IN_NBINFER = {"RuntimeEndpoint", "Anthropic", "LiteLLM", "OpenAI", "VertexAI", "Engine", "ServerArgs",
-                  "global_config"}
+NOT_IN_NBINFER = {"Anthropic", "LiteLLM", "VertexAI", "Engine", "ServerArgs", "global_config"}
 
 
 def test_sglang_frontend_names_nbinfer_lacks_are_the_listed_ones():

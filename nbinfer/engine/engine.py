@@ -19,6 +19,7 @@ import torch
 from ..models.tokenizer import eos_token_ids, load_tokenizer, sampling_defaults
 from .block_pool import BlockPool
 from .config import EngineConfig
+from .forking import Forker
 from .handle import RequestHandle
 from .mailbox import Mailbox
 from .messages import AbortRequests, AddRequest, Call, Message
@@ -57,6 +58,7 @@ class Engine:
         self.scheduler = Scheduler(cfg, self.pool, self.rc.max_num_batched_tokens)
         self.sampler = Sampler(cfg.seed, self.device)
         self.outputs = OutputProcessor(self.tokenizer, self.eos_ids, self.max_model_len)
+        self.forker = Forker(self.scheduler, self.runner.copy_blocks, self._new_seq)
         self.intake = Intake(self.tokenizer, self.max_model_len, self.model_config.vocab_size, cfg.max_num_seqs)
 
         self.requests: dict[str, Request] = {}
@@ -211,7 +213,7 @@ class Engine:
         failed: dict[Request, Exception] = {}     # what fails because of one request fails it alone
         if out.prompt_logits is not None:
             self.outputs.collect_prompt_logprobs(out, failed)
-        rows, seqs = self._sampling_rows(batch, failed)
+        rows, seqs = self.forker.sampling_rows(batch, failed)
         if seqs:
             logits = out.sample_logits if rows == list(range(len(out.sample_logits))) else out.sample_logits[rows]
             ended = self.outputs.append_all(seqs, self.sampler(logits, seqs), failed)
@@ -226,31 +228,6 @@ class Engine:
         self.totals.steps += 1
         self.totals.peak_running = max(self.totals.peak_running, len(self.scheduler.running))
         self._meter.record(started, prefill, decode)
-
-    def _sampling_rows(self, batch: Batch, failed: dict[Request, Exception]) -> tuple[list[int], list[Sequence]]:
-        """The sequences to sample and their logits rows: a prompt whose prefill just ended with n > 1
-        forks here, its n samples sharing its row."""
-        rows, seqs = [], []
-        for row, seq in enumerate(it.seq for it in batch.items if it.sample):
-            try:
-                family = self._fork(seq) if seq.request.params.n > 1 and not seq.request.forked else [seq]
-            except Exception as e:
-                failed.setdefault(seq.request, e)
-                continue
-            rows += [row] * len(family)
-            seqs += family
-        return rows, seqs
-
-    def _fork(self, parent: Sequence) -> list[Sequence]:
-        """n > 1: after the prompt's prefill the other n - 1 samples start from the parent's KV."""
-        req = parent.request
-        req.forked = True
-        children = [self._new_seq(req, index, list(parent.token_ids)) for index in range(1, req.params.n)]
-        req.seqs += children
-        src, dst = self.scheduler.fork(parent, children)
-        if src:
-            self.runner.copy_blocks(src, dst)
-        return req.seqs
 
     def _complete(self, req: Request) -> None:
         """Hand the final output over (under the state lock, so stats() never shows a finished

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import html
 
-from . import session
+from . import remote_view, session
 from .frame import STATE_COLOURS, ColourSlots, Frame, build_frame, human_bytes, percent
 from .publisher import Publisher
+from .remote_frame import RemoteFrame
 from .snapshot import Snapshot
 from .status import requests_table_html
 from .widgets import DashboardView
@@ -37,8 +38,10 @@ class Dashboard:
         """A model was loaded or unloaded: request colours start over."""
         self.colours = ColourSlots()
 
-    def build(self, stats) -> Frame | None:
-        return None if stats is None else build_frame(stats, self.colours)
+    def build(self, stats) -> Frame | RemoteFrame | None:
+        if stats is None or isinstance(stats, RemoteFrame):      # a remote's frame comes whole
+            return stats
+        return build_frame(stats, self.colours)
 
     def apply(self, frame: Frame | None, prefill: list[float], decode: list[float], final: bool = False) -> None:
         """Show one frame: every trait that changed goes out in a single message (hold_sync), and
@@ -66,8 +69,10 @@ class Dashboard:
         self.view.close()
 
 
-def frame_state(f: Frame | None, colours: ColourSlots) -> dict:
+def frame_state(f: Frame | RemoteFrame | None, colours: ColourSlots) -> dict:
     """The widget's traits for a frame."""
+    if isinstance(f, RemoteFrame):
+        return {**remote_view.widget_state(f), "rates": _rates_html(f)}
     if f is None:
         return dict(header=_header(None), occupancy=0.0, occupancy_label="", codes=b"", used=b"", cached=b"",
                     blocks_total=0, grid_columns=0, owners={}, cell_owners={}, caption="no model loaded",
@@ -103,14 +108,18 @@ def _caption(f: Frame) -> str:
             f"{f.blocks_cached:,} cached prefix · {f.blocks_free:,} free{scale} · hover a square for its owners")
 
 
-def _rates_html(f: Frame) -> str:
+def _rates_html(f: Frame | RemoteFrame) -> str:
+    # a remote server may not report every total (None): "?" then, and no prefix-cache figure
+    def n(v):
+        return "?" if v is None else f"{v:,}"
+    hits = (f' · {f.prefix_hit_tokens:,} prompt tokens from the prefix cache'
+            if f.prefix_hit_tokens is not None else "")
     return (f'<span style="color:{DashboardView.prefill_colour.default_value}">■</span> prefill '
             f'<b class="nbinfer-prefill-rate">{f.prefill_tokens_per_s:,.0f}</b> tok/s &nbsp; '
             f'<span style="color:{DashboardView.decode_colour.default_value}">■</span> decode '
             f'<b class="nbinfer-decode-rate">{f.decode_tokens_per_s:,.0f}</b> tok/s'
-            f'<div class="nbinfer-dim" style="margin-top:3px">{f.prompt_tokens_total:,} prompt · '
-            f'{f.generation_tokens_total:,} generated · {f.prefix_hit_tokens:,} prompt tokens '
-            f'from the prefix cache</div>')
+            f'<div class="nbinfer-dim" style="margin-top:3px">{n(f.prompt_tokens_total)} prompt · '
+            f'{n(f.generation_tokens_total)} generated{hits}</div>')
 
 
 def _memory_html(f: Frame) -> str:

@@ -43,6 +43,7 @@ class RequestRow:
     blocks: int
     colour: str
     n: int = 1                  # samples: each runs as its own sequence once the prompt is prefilled
+    origin: str = "api"         # who sent it: "api" (this notebook), "server" (`%nbinfer serve`'s clients)
 
     @property
     def progress(self) -> float:
@@ -107,7 +108,8 @@ def build_frame(stats, colours: ColourSlots) -> Frame:
     order = sorted(stats.requests, key=_request_order)
     slots = colours.update(order)
     rows = tuple(RequestRow(rid, r.state, r.prompt_tokens, r.output_tokens, _max_output(r), len(r.block_ids),
-                            REQUEST_COLOURS[slots[rid] % len(REQUEST_COLOURS)], getattr(r, "n", 1))
+                            REQUEST_COLOURS[slots[rid] % len(REQUEST_COLOURS)], getattr(r, "n", 1),
+                            getattr(r, "origin", "api"))
                  for rid in order for r in [stats.requests[rid]])
     return Frame(
         model=stats.model, device=stats.device, dtype=stats.dtype, grid=block_grid(stats, slots),

@@ -1,7 +1,7 @@
 """One %%generate run: submit the prompts, stream their text into the cell, bind the result.
 
-Data flow: one reader thread per request drains its RequestHandle into the Generation (under a
-lock); a driver -- the cell's own thread in the foreground, a worker thread with --background --
+Data flow: one reader thread drains all the run's RequestHandles, merged into one stream in the
+order the engine produced the events (engine.merge_streams), into the Generation (under a lock); a driver -- the cell's own thread in the foreground, a worker thread with --background --
 repaints the cell's display at most every REFRESH_S through a display-id update, so the text that
 was streamed is also what the saved .ipynb holds.
 """
@@ -11,7 +11,7 @@ import html
 import threading
 import time
 
-from ..engine.handle import cancel_all
+from ..engine.handle import cancel_all, merge_streams
 from .interrupts import cancelled_interrupt, count_aborted
 from .threads import start_in_cell
 
@@ -47,36 +47,51 @@ class Generation:
         self.elapsed: float | None = None
         self._live: "LiveDisplay | None" = None
 
-    # -- feeding (reader threads) -----------------------------------------------------------------
+    # -- feeding (one reader thread) ----------------------------------------------------------------
     def _attach(self, handles: list) -> None:
         self._handles = handles
-        for i, h in enumerate(handles):
-            threading.Thread(target=self._read, args=(i, h), name=f"nbinfer-generate-{h.request_id}",
-                             daemon=True).start()
+        events = merge_streams(handles)     # takes the handles' events over now: none is missed
+        threading.Thread(target=self._read, args=(events,), name=f"nbinfer-generate-{handles[0].request_id}",
+                         daemon=True).start()
 
-    def _read(self, i: int, handle) -> None:
+    def _read(self, events) -> None:
         try:
-            for index, delta in handle.stream():
-                with self._lock:
-                    self._texts[i][index] += delta
+            for event in events:
+                if event.finished:
+                    self._end(event.handle)
+                else:
+                    with self._lock:
+                        self._texts[event.handle][event.index] += event.text
                 self._changed.set()
-            out = handle.result()
+        except BaseException as e:      # never leave the cell waiting on a reader that died
+            self._fail(f"{type(e).__name__}: {e}")
+            with self._lock:
+                self._pending = 0
+                self.elapsed = time.perf_counter() - self.started
+            self._finished.set()
+            self._changed.set()
+
+    def _end(self, i: int) -> None:
+        """Request i finished: take its final output, or its error (shown in the cell, once)."""
+        try:
+            out = self._handles[i].result()
             with self._lock:
                 self._outputs[i] = out
                 # the final output is authoritative (a stop string may trim what was streamed)
                 for c in out.outputs:
                     if c.index < self.n:
                         self._texts[i][c.index] = c.text
-        except Exception as e:          # engine shut down or failed: say so in the cell, once
-            with self._lock:
-                self.error = self.error or (str(e) or type(e).__name__)
-        finally:
-            with self._lock:
-                self._pending -= 1
-                if self._pending == 0:
-                    self.elapsed = time.perf_counter() - self.started
-                    self._finished.set()
-            self._changed.set()
+        except Exception as e:          # engine shut down or failed this request
+            self._fail(str(e) or type(e).__name__)
+        with self._lock:
+            self._pending -= 1
+            if self._pending == 0:
+                self.elapsed = time.perf_counter() - self.started
+                self._finished.set()
+
+    def _fail(self, message: str) -> None:
+        with self._lock:
+            self.error = self.error or message
 
     # -- public -----------------------------------------------------------------------------------
     @property

@@ -5,7 +5,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 
 from ..engine.handle import cancel_all
-from . import commands, engine_commands  # noqa: F401  (engine_commands registers the built-ins)
+from . import commands, engine_commands, remote_commands  # noqa: F401  (they register the built-ins)
 from .argtypes import float_in, identifier, int_min
 from .magic_parser import MagicParser
 from . import session
@@ -55,7 +55,8 @@ class NbinferMagics(Magics):
 
     @cell_magic
     def generate(self, line: str, cell: str):
-        """Generate text from the prompt(s) in the cell body with the loaded model.
+        """Generate text from the prompt(s) in the cell body with the loaded model (or, after
+        `%nbinfer connect URL`, on that server).
 
         The body is the prompt; {name} and {name.attr} are replaced by notebook variables (unknown
         names stay as written). Lines of exactly `---` separate several prompts, run as one batch.
@@ -63,7 +64,7 @@ class NbinferMagics(Magics):
         If no model is loaded, the default model (smollm2-135m-instruct) is loaded first.
         """
         args = GENERATE_PARSER.parse_line(line)
-        from nbinfer import SamplingParams
+        from ..engine.sampling_params import SamplingParams
 
         try:
             prompts = split_prompts(interpolate(cell, self.shell.user_ns))
@@ -72,7 +73,8 @@ class NbinferMagics(Magics):
         if args.background and args.no_stream:
             raise UsageError("%%generate: --background streams into the cell; it cannot be combined "
                              "with --no-stream")
-        llm = session.get_llm()
+        llm = session.get_target()          # the connected remote server, else the local engine
+        remote = llm is session.current_remote()
         sampling = {k: v for k, v in dict(temperature=args.temperature, top_p=args.top_p,
                                           top_k=args.top_k).items() if v is not None}
         defaults = _default_sampling(llm)
@@ -85,23 +87,25 @@ class NbinferMagics(Magics):
         chat = args.chat or args.system is not None
         payloads = prompts
         if chat:
-            try:
-                payloads = [llm.apply_chat_template(
-                    ([{"role": "system", "content": args.system}] if args.system is not None else [])
-                    + [{"role": "user", "content": p}]) for p in prompts]
-            except ValueError as e:
-                raise UsageError(f"%%generate --chat: {e}") from None
+            payloads = [([{"role": "system", "content": args.system}] if args.system is not None else [])
+                        + [{"role": "user", "content": p}] for p in prompts]
+            if not remote:          # a remote server applies its own template (its chat API)
+                try:
+                    payloads = [llm.apply_chat_template(conversation) for conversation in payloads]
+                except ValueError as e:
+                    raise UsageError(f"%%generate --chat: {e}") from None
 
         generation = Generation(prompts, args.n, system=args.system, chat=chat)
         handles = []
         try:
+            submit = llm.submit_chat if chat and remote else llm.submit
             for i, payload in enumerate(payloads):
-                handles.append(llm.submit(payload, params))
+                handles.append(submit(payload, params))
         except BaseException as e:
             # a bad prompt or Ctrl-C between submits: nothing is attached to the ones already
             # submitted yet, so abort them here or they run on unseen, holding KV blocks
             cancel_all(handles)
-            if isinstance(e, (ValueError, TypeError)):
+            if isinstance(e, (ValueError, TypeError)) or _remote_feature_error(e):
                 where = f"prompt {i + 1}: " if len(payloads) > 1 else ""
                 raise UsageError(f"%%generate: {where}{e}") from None
             if isinstance(e, KeyboardInterrupt):
@@ -118,6 +122,13 @@ class NbinferMagics(Magics):
 
 # what `%%generate?` shows: the docstring, then every flag
 NbinferMagics.generate.__doc__ = (NbinferMagics.generate.__doc__ or "") + "\n" + GENERATE_PARSER.format_help()
+
+
+def _remote_feature_error(e: BaseException) -> bool:
+    """A remote server cannot do what the flags ask (e.g. --top-k on a plain OpenAI-compatible server)."""
+    import sys
+    client = sys.modules.get("nbinfer.server.client")
+    return client is not None and isinstance(e, client.RemoteFeatureError)
 
 
 def _default_sampling(llm) -> dict:

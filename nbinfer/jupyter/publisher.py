@@ -1,4 +1,5 @@
-"""The dashboard's publisher: a daemon thread that turns llm.stats() into one frame per tick.
+"""The dashboard's publisher: a daemon thread that turns llm.stats() (or, while connected to a remote
+server, its /metrics) into one frame per tick.
 
 It runs while cells run and while the kernel is idle, and ticks once more at the end of every cell
 (which also brings the static snapshot up to date). Unchanged traits send nothing, so once the
@@ -14,6 +15,7 @@ import time
 from collections import deque
 
 from . import session
+from .remote_frame import RemoteMetricsReader
 
 log = logging.getLogger("nbinfer")
 
@@ -31,6 +33,7 @@ class Publisher:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._lock = threading.Lock()            # ticks from the thread and from show_dashboard()
+        self._reader: RemoteMetricsReader | None = None     # while connected to a remote server
         self.frames = 0
 
     @property
@@ -78,7 +81,7 @@ class Publisher:
 
     def tick(self, final: bool = False) -> None:
         with self._lock:
-            stats = _stats()
+            stats = self._stats()
             now = time.monotonic()
             if now - self._last_sample >= SAMPLE_S:
                 self._last_sample = now
@@ -87,12 +90,18 @@ class Publisher:
             self.dashboard.apply(self.dashboard.build(stats), list(self.prefill), list(self.decode), final)
             self.frames += 1
 
-
-def _stats():
-    llm = session.current_llm()
-    if llm is None:
-        return None
-    try:
-        return llm.stats()
-    except RuntimeError:        # shut down between the lookup and the call
-        return None
+    def _stats(self):
+        """The local engine's EngineStats, or a connected remote's RemoteFrame (from its /metrics)."""
+        remote = session.current_remote()
+        if remote is not None:
+            if self._reader is None or self._reader.remote is not remote:
+                self._reader = RemoteMetricsReader(remote)
+            return self._reader.frame()
+        self._reader = None
+        llm = session.current_llm()
+        if llm is None:
+            return None
+        try:
+            return llm.stats()
+        except RuntimeError:        # shut down between the lookup and the call
+            return None

@@ -8,6 +8,10 @@ fresh notebook can run `%%generate` straight away; `%nbinfer load MODEL` replace
 smollm2-135m-instruct (fetched once, then cached), or $NBINFER_DEFAULT_MODEL; when it cannot be
 fetched, the bundled story model, said in one line (nbinfer/models/default_model.py).
 Code that must not load anything (the dashboard, status) uses `current_llm()`, which may be None.
+
+`%nbinfer connect URL` points the cells at a remote server instead (a RemoteLLM): `get_target()` and
+`current_target()` are what %%generate, %%sgl and the dashboard use, the remote while one is
+connected, else the local engine. The local engine stays loaded meanwhile (and can still be served).
 """
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ from ..models.named import BUNDLED
 
 _lock = threading.RLock()
 _llm = None
+_remote = None          # a RemoteLLM while connected
 _listeners: list[Callable[[object | None], None]] = []
 
 
@@ -55,7 +60,7 @@ def set_llm(llm) -> None:
         _llm = llm
     if old is not None and old is not llm:
         old.shutdown()
-    _notify(llm)
+    _notify(current_target())
 
 
 def load_llm(model: str | None = None, **engine_kwargs):
@@ -63,7 +68,7 @@ def load_llm(model: str | None = None, **engine_kwargs):
 
     The old engine is shut down *before* the new one is built, so two models never share the device.
     """
-    from nbinfer import LLM
+    from ..llm import LLM
 
     with _lock:
         unload_llm()
@@ -83,7 +88,7 @@ def unload_llm() -> str | None:
         return None
     described = describe(llm)
     llm.shutdown()
-    _notify(None)
+    _notify(current_target())
     return described
 
 
@@ -95,8 +100,47 @@ def describe(llm) -> str:
     return f"{s.model} ({s.dtype}, {s.device})"
 
 
+def current_remote():
+    """The connected RemoteLLM, or None."""
+    return _remote
+
+
+def current_target():
+    """What cells run on now: the connected remote, else the loaded LLM, else None. Never loads."""
+    return _remote if _remote is not None else _llm
+
+
+def get_target(autoload: bool = True):
+    """What cells run on now: the connected remote, else the local engine (loaded if need be)."""
+    remote = _remote
+    return remote if remote is not None else get_llm(autoload)
+
+
+def connect(remote) -> None:
+    """Make `remote` (a RemoteLLM) what cells run on; a previous connection is closed."""
+    global _remote
+    with _lock:
+        old, _remote = _remote, remote
+    if old is not None and old is not remote:
+        old.close()
+    _notify(current_target())
+
+
+def disconnect():
+    """Return the cells to the local engine; returns the closed RemoteLLM (None if none was connected)."""
+    global _remote
+    with _lock:
+        old, _remote = _remote, None
+    if old is None:
+        return None
+    old.close()
+    _notify(current_target())
+    return old
+
+
 def add_listener(fn: Callable[[object | None], None]) -> None:
-    """fn(llm_or_None) is called after every load/unload (the dashboard resets its history)."""
+    """fn(target_or_None) is called after every load/unload/connect/disconnect (the dashboard resets
+    its history); the argument is what cells run on after the change (current_target())."""
     _listeners.append(fn)
 
 

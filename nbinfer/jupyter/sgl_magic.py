@@ -53,8 +53,11 @@ def parse_line(line: str) -> argparse.Namespace:
 
 
 def _backend():
-    """The notebook's engine; else a default backend set with sgl.set_default_backend / SGLModel;
-    else the notebook's engine loads its default model."""
+    """The remote server `%nbinfer connect` named; else the notebook's engine; else a default backend
+    set with sgl.set_default_backend / SGLModel; else the notebook's engine loads its default model."""
+    remote = session.current_remote()
+    if remote is not None:
+        return as_backend(remote)
     llm = session.current_llm()
     if llm is not None:
         return as_backend(llm)
@@ -122,9 +125,9 @@ def program_interrupt(cancelled: int, stopped: bool) -> KeyboardInterrupt:
 
 def register(ipython) -> None:
     """Called by nbinfer's IPython extension (`%load_ext nbinfer`)."""
-    # programs run outside %%sgl cells (f.run() in a Python cell) find the notebook's engine too,
-    # when no default backend is set; current_llm never loads one
-    register_fallback_backend(session.current_llm)
+    # programs run outside %%sgl cells (f.run() in a Python cell) find the connected server or the
+    # notebook's engine too, when no default backend is set; current_target never loads one
+    register_fallback_backend(session.current_target)
     report_interrupts_with(program_interrupt)   # and an interrupted f.run() shows one line too
 
     def sgl(line, cell):

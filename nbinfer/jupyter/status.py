@@ -1,19 +1,24 @@
-"""Static views of the engine: `%nbinfer status`, and the dashboard's fallback where widgets can't render
-(GitHub, nbconvert without widget state, plain IPython). Plain HTML and text, no JavaScript."""
+"""Static views of the engine (or of a connected remote server): `%nbinfer status`, and the
+dashboard's fallback where widgets can't render (GitHub, nbconvert without widget state, plain
+IPython). Plain HTML and text, no JavaScript."""
 from __future__ import annotations
 
 import html
 
 import numpy as np
 
+from . import remote_view
 from .block_grid import CACHED, FIRST_REQUEST, FREE, SHARED
 from .frame import REQUEST_COLOURS, STATE_COLOURS, ColourSlots, Frame, build_frame, human_bytes, percent
+from .remote_frame import RemoteFrame
 
 
 class StatusView:
     """Displays as an HTML summary (optionally with an SVG block map) and as text."""
 
     def __init__(self, stats, with_block_map: bool = False, frame: Frame | None = None):
+        if isinstance(stats, RemoteFrame):
+            frame = stats
         self.frame = frame if frame is not None or stats is None else build_frame(stats, ColourSlots())
         self.with_block_map = with_block_map
         self.engine_error = getattr(stats, "engine_error", None)     # the engine thread died of it
@@ -28,9 +33,11 @@ class StatusView:
         return dead + status_html(self.frame, self.with_block_map)
 
 
-def status_text(f: Frame | None) -> str:
+def status_text(f: Frame | RemoteFrame | None) -> str:
     if f is None:
         return "nbinfer: no model is loaded"
+    if isinstance(f, RemoteFrame):
+        return remote_view.status_text(f)
     lines = [
         f"model      {f.model} · {f.device} · {f.dtype}",
         f"KV cache   {percent(f.occupancy)} used · {f.blocks_used} used / {f.blocks_cached} cached / "
@@ -47,8 +54,9 @@ def status_text(f: Frame | None) -> str:
     ]
     for r in f.rows:
         samples = f" · n={r.n}" if r.n > 1 else ""
+        origin = f" · from {r.origin}" if r.origin != "api" else ""
         lines.append(f"  {r.request_id:<14} {r.state:<9} prompt {r.prompt_tokens:>5} · output "
-                     f"{r.output_tokens:>5}/{r.max_tokens:<5} · {r.blocks} blocks{samples}")
+                     f"{r.output_tokens:>5}/{r.max_tokens:<5} · {r.blocks} blocks{samples}{origin}")
     return "\n".join(lines)
 
 
@@ -63,9 +71,11 @@ def _requests(f: Frame) -> str:
     return f"{f.num_requests} request{'s' * (f.num_requests != 1)}"
 
 
-def status_html(f: Frame | None, with_block_map: bool = False) -> str:
+def status_html(f: Frame | RemoteFrame | None, with_block_map: bool = False) -> str:
     if f is None:
         return '<div style="font-family:sans-serif;color:#888">nbinfer: no model is loaded</div>'
+    if isinstance(f, RemoteFrame):
+        return remote_view.status_html(f)
     e = html.escape
     parts = ['<div style="font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;font-size:13px;'
              'max-width:760px">',
@@ -101,7 +111,7 @@ def requests_table_html(f: Frame, rows=None) -> str:
         bar = (f'<div style="width:90px;height:8px;background:#e6e8eb;border-radius:4px;overflow:hidden">'
                f'<div style="width:{r.progress * 100:.0f}%;height:100%;background:{r.colour}"></div></div>')
         name = (f'<span style="display:inline-block;width:9px;height:9px;border-radius:2px;background:{r.colour};'
-                f'margin-right:6px"></span>{html.escape(r.request_id)}')
+                f'margin-right:6px"></span>{html.escape(r.request_id)}{_origin_tag(r.origin)}')
         tds = [cell.format(name), cell.format(r.state), right.format(r.prompt_tokens),
                right.format(f"{r.output_tokens}/{r.max_tokens}"), cell.format(bar), right.format(r.blocks)]
         if f.sequences_differ:
@@ -109,6 +119,14 @@ def requests_table_html(f: Frame, rows=None) -> str:
         body.append("<tr>" + "".join(tds) + "</tr>")
     return (f'<table class="nbinfer-requests" style="border-collapse:collapse;font-size:12px;margin-top:4px">'
             f'<thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>')
+
+
+def _origin_tag(origin: str) -> str:
+    """A request the notebook did not send (`%nbinfer serve`'s HTTP clients: "server") says so."""
+    if origin == "api":
+        return ""
+    return (f' <span class="nbinfer-origin" style="font-size:10px;padding:0 4px;border-radius:3px;'
+            f'background:rgba(127,127,127,.18)">{html.escape(origin)}</span>')
 
 
 def block_map_svg(f: Frame, width: int = 560) -> str:

@@ -4,7 +4,8 @@
 
 A facade: every name is defined in the module that owns it.
 """
-from .backends import Runtime, SGLModel, flush_cache, get_default_backend, get_server_info, set_default_backend
+from .backends import (OpenAI, Runtime, RuntimeEndpoint, SGLModel, flush_cache, get_default_backend, get_server_info,
+                       set_default_backend)
 from .choices import (ChoicesDecision, ChoicesSamplingMethod, greedy_token_selection, token_length_normalized,
                       unconditional_likelihood_normalized)
 from .errors import SglCompileError, SglError
@@ -17,7 +18,7 @@ from .state import ProgramState, ProgramStateGroup
 __all__ = [
     "function", "instruct", "gen", "gen_int", "gen_string", "select", "system", "user", "assistant",
     "system_begin", "system_end", "user_begin", "user_end", "assistant_begin", "assistant_end", "image", "video",
-    "separate_reasoning", "Runtime", "SGLModel", "set_default_backend", "get_default_backend", "flush_cache", "get_server_info",
+    "separate_reasoning", "Runtime", "RuntimeEndpoint", "OpenAI", "SGLModel", "set_default_backend", "get_default_backend", "flush_cache", "get_server_info",
     "REGEX_INT", "REGEX_FLOAT", "REGEX_BOOL", "REGEX_STR", "ProgramState", "ProgramStateGroup", "SglFunction",
     "SglError", "SglCompileError", "ChoicesDecision", "ChoicesSamplingMethod", "token_length_normalized",
     "greedy_token_selection", "unconditional_likelihood_normalized",

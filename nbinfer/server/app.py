@@ -13,7 +13,7 @@ import json
 from fastapi import FastAPI
 from fastapi.responses import Response
 
-from .. import __version__
+from ..version import __version__
 from .errors import error_body, install_error_handlers
 from .openai_routes import openai_router
 from .sglang_routes import sglang_router

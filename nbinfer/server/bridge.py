@@ -1,8 +1,8 @@
 """From the engine's thread-side RequestHandles to the server's event loop, and back for aborts.
 
 `Submitted.events()` is an async iterator of (prompt index, output index, text delta) followed by
-each prompt's final RequestOutput; a thread per request reads its handle (handles block) and hands
-events to the loop. Whoever stops iterating early -- a client that disconnected, an error -- calls
+each prompt's final RequestOutput; one thread per HTTP request reads all its handles as one stream
+(merge_streams: handles block, the event loop must not) and hands the events to the loop. Whoever stops iterating early -- a client that disconnected, an error -- calls
 `abort()`, which cancels every handle and returns once the engine has freed their KV blocks.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import AsyncIterator
 
 import anyio
 
-from ..engine.handle import RequestHandle, cancel_all
+from ..engine.handle import RequestHandle, cancel_all, merge_streams
 from ..engine.outputs import RequestOutput
 from .errors import ApiError, from_value_error
 
@@ -39,21 +39,25 @@ class Submitted:
         self.handles = handles
         self._queue: asyncio.Queue = asyncio.Queue()
         loop = asyncio.get_running_loop()
-        for i, h in enumerate(handles):
-            threading.Thread(target=self._pump, args=(loop, i, h), daemon=True,
-                             name=f"nbinfer-http-{h.request_id}").start()
+        merged = merge_streams(handles)     # takes the handles' events over now: none is missed
+        threading.Thread(target=self._pump, args=(loop, merged), daemon=True,
+                         name="nbinfer-http-" + ",".join(h.request_id for h in handles[:2])).start()
 
-    def _pump(self, loop, prompt: int, handle: RequestHandle) -> None:
-        put = self._queue.put_nowait
-        try:
-            for index, text in handle.stream():
-                loop.call_soon_threadsafe(put, Delta(prompt, index, text))
-            loop.call_soon_threadsafe(put, Finished(prompt, handle.result()))
-        except BaseException as e:          # the engine failed this request (or was shut down)
+    def _pump(self, loop, merged) -> None:
+        def put(event) -> None:
             try:
-                loop.call_soon_threadsafe(put, e)
+                loop.call_soon_threadsafe(self._queue.put_nowait, event)
             except RuntimeError:            # the loop is gone: the server stopped
                 pass
+
+        for event in merged:
+            if not event.finished:
+                put(Delta(event.handle, event.index, event.text))
+                continue
+            try:
+                put(Finished(event.handle, self.handles[event.handle].result()))
+            except BaseException as e:      # the engine failed this request (or was shut down)
+                put(e)
 
     async def events(self) -> AsyncIterator[Delta | Finished]:
         remaining = len(self.handles)

@@ -21,7 +21,7 @@ from ..engine.handle import cancel_all
 from ..engine.outputs import RequestOutput
 from ..engine.sampling_params import SamplingParams
 from .remote_capabilities import RemoteCapabilities, RemoteFeatureError, detect
-from .remote_handle import RemoteHandle, RemoteRequestError, _error_message
+from .remote_handle import RemoteHandle, RemoteRequestError, check_response
 from .remote_protocols import Accumulated, OpenAIProtocol, OutputConstraint, SglangProtocol
 
 __all__ = ["RemoteLLM", "RemoteCapabilities", "RemoteFeatureError", "RemoteRequestError", "RemoteHandle"]
@@ -30,9 +30,12 @@ __all__ = ["RemoteLLM", "RemoteCapabilities", "RemoteFeatureError", "RemoteReque
 class RemoteLLM:
     def __init__(self, url: str, api_key: str | None = None, api: str = "auto", model: str | None = None,
                  timeout: float = 600.0, transport: httpx.BaseTransport | None = None):
-        """api: "openai", "sglang" or "auto" (SGLang's API for SGLang servers, else OpenAI's).
+        """url: the server's root (an OpenAI base_url ending in /v1 is taken as its server's).
+        api: "openai", "sglang" or "auto" (SGLang's API for SGLang servers, else OpenAI's).
         transport: an httpx transport (proxies, TLS settings, tests)."""
         self.url = url.rstrip("/")
+        if self.url.endswith("/v1"):        # an OpenAI client's base_url names the server's /v1
+            self.url = self.url[:-3]
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._http = httpx.Client(base_url=self.url, headers=headers, transport=transport,
                                   timeout=httpx.Timeout(timeout, connect=10.0))
@@ -82,18 +85,62 @@ class RemoteLLM:
         return self._wait([lambda c=c, sp=sp: self.submit_chat(c, sp, **constraint)
                            for c, sp in zip(conversations, params)])
 
-    def metrics(self) -> dict[str, float]:
+    def get_default_sampling_params(self) -> SamplingParams:
+        """LLM's name. A remote server's generation_config recommendations are not visible over HTTP,
+        so these are SamplingParams' own defaults (every request states its sampling values)."""
+        return SamplingParams()
+
+    # -- the server's tokenizer ---------------------------------------------------------------------
+    def tokenize(self, text: str | None = None, messages: list[dict] | None = None, *,
+                 add_special_tokens: bool = True, add_generation_prompt: bool = False) -> list[int]:
+        """The server's token ids for `text`, or for `messages` rendered by its chat template.
+        vLLM's /tokenize where the server has it; on SGLang (no /tokenize) a text's ids come back as
+        the prompt of a /generate that generates nothing (its tokenizer adds special tokens its way)."""
+        caps = self.capabilities
+        if caps.tokenize:
+            body = {"model": caps.model, "add_special_tokens": add_special_tokens}
+            if messages is not None:
+                body.update(messages=messages, add_generation_prompt=add_generation_prompt)
+            else:
+                body["prompt"] = text
+            return list(self._post("/tokenize", body)["tokens"])
+        if messages is None and caps.api == "sglang":
+            meta = self._post("/generate", {"text": text, "sampling_params": {"max_new_tokens": 0},
+                                            "return_logprob": True, "logprob_start_len": 0})["meta_info"]
+            return [entry[1] for entry in meta["input_token_logprobs"]]
+        caps.require("rendering the chat template (/tokenize with messages)" if messages is not None
+                     else "tokenizing text (/tokenize)", False)
+
+    def detokenize(self, token_ids: list[int]) -> str:
+        """The server's text for these token ids (special tokens kept)."""
+        self.capabilities.require("detokenizing (/detokenize)", self.capabilities.tokenize)
+        return self._post("/detokenize", {"model": self.capabilities.model, "tokens": list(token_ids)})["prompt"]
+
+    def flush_cache(self) -> None:
+        """Empty the server's prefix cache (SGLang's /flush_cache; nbinfer serves it too)."""
+        self.capabilities.require("flushing the prefix cache (/flush_cache)",
+                                  self.capabilities.server in ("nbinfer", "sglang"))
+        check_response(self._http.post("/flush_cache"))
+
+    def _post(self, path: str, body: dict) -> dict:
+        return check_response(self._http.post(path, json=body)).json()
+
+    def metrics(self, timeout: float | None = None) -> dict[str, float]:
         """The server's /metrics, summed over label sets: {"vllm:num_requests_running": 1.0, ...}
         (SGLang's names are sglang:...)."""
-        from prometheus_client.parser import text_string_to_metric_families
-        r = self._http.get("/metrics")
-        if r.status_code != 200:
-            raise RemoteRequestError(_error_message(r))
         values: dict[str, float] = {}
-        for family in text_string_to_metric_families(r.text):
-            for sample in family.samples:
-                values[sample.name] = values.get(sample.name, 0.0) + sample.value
+        for name, _, value in self.metric_samples(timeout):
+            values[name] = values.get(name, 0.0) + value
         return values
+
+    def metric_samples(self, timeout: float | None = None) -> list[tuple[str, dict, float]]:
+        """The server's /metrics as (name, labels, value) samples. `timeout`: seconds for this read
+        (a dashboard polling a server that went away must not hang for the client's long timeout)."""
+        from prometheus_client.parser import text_string_to_metric_families
+        kwargs = {"timeout": timeout} if timeout is not None else {}
+        text = check_response(self._http.get("/metrics", **kwargs)).text
+        return [(s.name, dict(s.labels), s.value) for family in text_string_to_metric_families(text)
+                for s in family.samples]
 
     def close(self) -> None:
         self._http.close()

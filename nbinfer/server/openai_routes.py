@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from .. import __version__
+from ..version import __version__
 from .bridge import Delta, Finished, submit_all
 from .errors import ApiError
 from .openai_format import (chat_logprobs, completion_logprobs, decoded_prompt, finish, merge_logprobs,

@@ -29,6 +29,7 @@ class RemoteCapabilities:
     constraints: bool = False          # regex / JSON schema / choice enforced by the server
     token_ids: bool = False            # token-id prompts in, output token ids and logprob ids out
     sampling_extras: bool = False      # top_k, min_p, repetition_penalty, ignore_eos, stop_token_ids, ...
+    tokenize: bool = False             # vLLM's /tokenize (text or chat messages) and /detokenize
     structured_outputs_field: str = "structured_outputs"   # vLLM < 0.11 names it guided_*
 
     def require(self, feature: str, available: bool) -> None:
@@ -37,7 +38,7 @@ class RemoteCapabilities:
                                      f"(through its {self.api} API)")
 
     def describe(self) -> str:
-        flags = [name for name in ("prompt_logprobs", "constraints", "token_ids", "sampling_extras")
+        flags = [name for name in ("prompt_logprobs", "constraints", "token_ids", "sampling_extras", "tokenize")
                  if getattr(self, name)]
         return f"{self.server} {self.version or ''} at {self.url} ({self.api} API): {', '.join(flags) or 'plain text'}"
 
@@ -100,4 +101,4 @@ def detect(http: httpx.Client, url: str, api: str = "auto", model: str | None = 
     field = "guided" if server == "vllm" and _version_tuple(version) < (0, 11) else "structured_outputs"
     return RemoteCapabilities(url=url, server=server, api=api, model=name, max_model_len=max_len, version=version,
                               prompt_logprobs=known, constraints=known, token_ids=known, sampling_extras=known,
-                              structured_outputs_field=field)
+                              tokenize=server in ("nbinfer", "vllm"), structured_outputs_field=field)

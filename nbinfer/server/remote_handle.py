@@ -14,7 +14,18 @@ from .remote_capabilities import RemoteFeatureError
 
 
 class RemoteRequestError(RuntimeError):
-    """The server refused or failed the request (its message, one line)."""
+    """The server refused or failed the request (its message, one line; `status`: the HTTP status)."""
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status
+
+
+def check_response(r: httpx.Response) -> httpx.Response:
+    """r itself if the server answered 200, else its error as a RemoteRequestError."""
+    if r.status_code != 200:
+        raise RemoteRequestError(_error_message(r), r.status_code)
+    return r
 
 
 def _close_all(handles: list["RemoteHandle"]) -> None:
@@ -38,7 +49,7 @@ class RemoteHandle(RequestHandle):
                 self._response = r
                 if r.status_code != 200:
                     r.read()
-                    raise RemoteRequestError(_error_message(r))
+                    check_response(r)
                 if not self._body.get("stream", True):     # one JSON answer (see OpenAIProtocol)
                     r.read()
                     for index, delta in self._protocol.parse(r.json(), self._acc):

@@ -218,8 +218,11 @@ class SglangProtocol:
         else:
             body["text"] = prompt["prompt"] if isinstance(prompt, dict) else prompt
         if p.logprobs is not None or p.prompt_logprobs is not None:
+            # SGLang's first input entry (at logprob_start_len) has no log-prob: start one earlier so
+            # that position p.logprob_start_len has one, as it has in the engine's prompt_logprobs
+            start = max(p.logprob_start_len - 1, 0) if p.prompt_logprobs is not None else -1
             body.update(return_logprob=True, top_logprobs_num=max(p.logprobs or 0, p.prompt_logprobs or 0),
-                        logprob_start_len=p.logprob_start_len if p.prompt_logprobs is not None else -1)
+                        logprob_start_len=start)
         return "/generate", body
 
     def chat(self, messages: list[dict], p: SamplingParams, constraint) -> tuple[str, dict]:

@@ -107,6 +107,7 @@ function drawBlockMap(canvas, map) {
     if (map.cached[i]) cachedCells++;
     if (map.used[i] && map.codes[i] === SHARED) sharedCells++;
   }
+  canvas.style.display = map.codes.length ? "" : "none";   // no blocks (no model, a remote server): no map
   // what is drawn, for tests and for anyone scripting the page
   Object.assign(canvas.dataset, {
     cells: String(map.codes.length), columns: String(cols), used: String(usedCells), cached: String(cachedCells),
@@ -168,6 +169,7 @@ function blockMapLegend(legend, map) {
     return s;
   };
   legend.replaceChildren();
+  legend.style.display = map.total ? "" : "none";     // no blocks (no model, a remote server): no legend
   for (const [label, colour] of [["free", map.states.free], ["cached prefix", map.states.cached],
                                  ["shared", map.states.shared]]) {
     const item = document.createElement("span");
