@@ -106,9 +106,11 @@ def test_max_model_len_capped_to_pool_so_a_lone_request_always_fits(llama_dir):
             llm.generate(LONG, GREEDY)
 
 
-def test_explicit_max_model_len_larger_than_pool_is_an_error(llama_dir):
+def test_an_explicit_max_model_len_the_pool_or_the_model_cannot_hold_is_an_error(llama_dir):
     with pytest.raises(ValueError, match="max_model_len=256 needs 16 KV blocks but the pool holds 4"):
         LLM(llama_dir, num_kv_blocks=4, max_model_len=256)
+    with pytest.raises(ValueError, match=r"max_model_len=1000 is more than the model's max_position_embeddings \(512\)"):
+        LLM(llama_dir, num_kv_blocks=4, max_model_len=1000)
 
 
 def test_n_samples_share_the_prompt_kv(llama_dir):

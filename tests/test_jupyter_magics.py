@@ -196,6 +196,21 @@ def test_a_bad_option_keeps_the_loaded_model(ip, loaded):
         assert session.current_llm() is loaded and loaded.engine is not None
 
 
+def test_a_device_or_backend_this_machine_lacks_keeps_the_loaded_model(ip, loaded, monkeypatch):
+    """Refused before the unload too: what this machine cannot run needs no model read to know."""
+    import torch
+
+    from nbinfer.engine.attention import triton_backend
+    monkeypatch.setattr(triton_backend, "interpreted", lambda kernel: False)   # as without TRITON_INTERPRET
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for line, expected in (("load --device cuda", "CUDA is not available here"),
+                           ("load --attention-backend triton", "needs a CUDA device"),
+                           ("load --device cuda:1", "CUDA is not available here")):
+        msg = usage_error(ip.run_line_magic, "nbinfer", line)
+        assert msg.startswith("%nbinfer load: --") and expected in msg, msg
+        assert session.current_llm() is loaded and loaded.engine is not None
+
+
 @pytest.mark.parametrize("corrupt", [False, True])
 def test_any_load_failure_is_one_line_and_says_the_old_model_was_unloaded(ip, loaded, llama_dir, tmp_path,
                                                                           corrupt):
@@ -213,13 +228,13 @@ def test_any_load_failure_is_one_line_and_says_the_old_model_was_unloaded(ip, lo
 
 
 def test_an_unexpected_load_error_is_one_line_too(ip, monkeypatch):
-    import nbinfer
+    from nbinfer import llm
 
     def broken(**kwargs):
         raise RuntimeError("CUDA error: device-side assert triggered\nCompile with TORCH_USE_CUDA_DSA")
 
     session.unload_llm()
-    monkeypatch.setattr(nbinfer, "LLM", broken)
+    monkeypatch.setattr(llm, "LLM", broken)
     msg = usage_error(ip.run_line_magic, "nbinfer", "load")
     assert msg == ("%nbinfer load: RuntimeError: CUDA error: device-side assert triggered Compile with "
                    "TORCH_USE_CUDA_DSA"), msg           # nothing was loaded, so nothing was unloaded

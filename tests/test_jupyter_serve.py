@@ -130,6 +130,14 @@ def test_stop_reports_what_it_stopped(ip, loaded, capsys):
     assert refused(url)
 
 
+def test_serving_again_says_the_old_url_closed(ip, loaded, capsys):
+    first = serve(ip, capsys)
+    ip.run_line_magic("nbinfer", "serve --port 0")
+    out = capsys.readouterr().out
+    assert out.startswith(f"nbinfer: stopped serving at {first}\n") and URL.search(out.splitlines()[1]), out
+    assert refused(first)
+
+
 # -- in a real kernel -------------------------------------------------------------------------------
 
 def test_serve_inside_a_kernel_answers_outside_clients_while_a_cell_runs(tmp_path):

@@ -11,7 +11,8 @@ from IPython.core.interactiveshell import InteractiveShell  # noqa: E402
 
 from nbinfer.engine import config as engine_config  # noqa: E402
 from nbinfer.engine.config import EngineConfig  # noqa: E402
-from nbinfer.jupyter import commands, config_flags, session  # noqa: E402
+from nbinfer.flags import engine_flags  # noqa: E402
+from nbinfer.jupyter import commands, session  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +89,7 @@ def test_every_engine_option_is_a_load_flag_with_its_default(ip, capsys):
     for f in dataclasses.fields(EngineConfig):
         if f.name == "model":
             continue
-        name = config_flags.flag(f.name)
+        name = engine_flags.flag(f.name)
         assert name in flags or "--no-" + name[2:] in flags, f.name
         assert defaults[f.name] == f.default, f.name
     ip.run_cell("%nbinfer?")
@@ -101,16 +102,16 @@ def test_every_engine_option_is_a_load_flag_with_its_default(ip, capsys):
 
 def test_choices_come_from_the_engine_config(monkeypatch):
     parser = load_parser()
-    for field, options in config_flags.CHOICES.items():
+    for field, options in engine_flags.CHOICES.items():
         for option in options:
-            assert getattr(parser.parse_line(f"{config_flags.flag(field)} {option}"), field) == option
-    assert config_flags.CHOICES["attention_backend"] is engine_config.ATTENTION_BACKENDS
+            assert getattr(parser.parse_line(f"{engine_flags.flag(field)} {option}"), field) == option
+    assert engine_flags.CHOICES["attention_backend"] is engine_config.ATTENTION_BACKENDS
     assert parser.parse_line("--attention-backend cpu").attention_backend == "cpu"   # was refused
     assert parser.parse_line("--device cuda:1").device == "cuda:1"
     with pytest.raises(UsageError, match="invalid choice: 'auto:1'"):
         parser.parse_line("--device auto:1")
     # a backend added to the engine's one list is a valid choice at once
-    monkeypatch.setitem(config_flags.CHOICES, "attention_backend", engine_config.ATTENTION_BACKENDS + ("flash",))
+    monkeypatch.setitem(engine_flags.CHOICES, "attention_backend", engine_config.ATTENTION_BACKENDS + ("flash",))
     assert load_parser().parse_line("--attention-backend flash").attention_backend == "flash"
 
 
@@ -126,7 +127,7 @@ class ExtendedConfig(EngineConfig):
 def test_a_new_engine_option_is_written_once(monkeypatch):
     """An option added to the config dataclass becomes a flag, with its type, default and help,
     without a line in the magics."""
-    monkeypatch.setattr(config_flags, "EngineConfig", ExtendedConfig)
+    monkeypatch.setattr(engine_flags, "EngineConfig", ExtendedConfig)
     parser = load_parser()
     assert {"--kv-offload-gib", "--speculative", "--draft-model"} <= set(parser.flags())
     assert "--rope-scaling" not in parser.flags()
@@ -135,7 +136,7 @@ def test_a_new_engine_option_is_written_once(monkeypatch):
             "(default: 0.0)") in help_text
     assert "--draft-model DRAFT_MODEL the draft model" in help_text
     args = parser.parse_line("--kv-offload-gib 1.5 --speculative --block-size 8")
-    options = config_flags.engine_options(args)
+    options = engine_flags.engine_options(args)
     assert options["kv_offload_gib"] == 1.5 and options["speculative"] is True and options["block_size"] == 8
     with pytest.raises(UsageError, match="argument --kv-offload-gib: expected a number, got 'lots'"):
         parser.parse_line("--kv-offload-gib lots")
@@ -159,6 +160,6 @@ def test_load_passes_every_option_to_the_engine(ip, llama_dir):
 
 def test_config_errors_name_the_flag():
     with pytest.raises(ValueError, match=r"^--max-num-seqs must be a positive integer, got 0$"):
-        config_flags.check_config(None, {"max_num_seqs": 0})
+        engine_flags.check_config(None, {"max_num_seqs": 0})
     with pytest.raises(ValueError, match=r"^--tensor-parallel-size=2 is not supported"):
-        config_flags.check_config(None, {"tensor_parallel_size": 2})
+        engine_flags.check_config(None, {"tensor_parallel_size": 2})

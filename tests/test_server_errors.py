@@ -45,6 +45,8 @@ BAD = [
     ("/v1/completions", {**OK_COMPLETION, "seed": 2**70}, "seed", 400),
     ("/v1/completions", {**OK_COMPLETION, "logprobs": -1}, "logprobs", 400),
     ("/v1/completions", {**OK_COMPLETION, "logprobs": 10**7}, "logprobs", 400),
+    ("/v1/completions", {**OK_COMPLETION, "logprobs": 21}, "logprobs", 400),          # vLLM's max_logprobs
+    ("/v1/completions", {**OK_COMPLETION, "prompt_logprobs": 21}, "prompt_logprobs", 400),
     ("/v1/completions", {**OK_COMPLETION, "echo": "yes"}, "echo", 400),
     ("/v1/completions", {**OK_COMPLETION, "stream": 1}, "stream", 400),
     ("/v1/completions", {**OK_COMPLETION, "stream_options": "x"}, "stream_options", 400),

@@ -14,7 +14,7 @@ import torch
 from ..kernels import cpu_features
 from ..models.config import ModelConfig
 from ..models.loader import architecture_of, load_hf_config, resolve_model_path
-from .attention.registry import resolve_backend_name
+from .attention.registry import check_backend, resolve_backend_name
 from .config import DTYPE_ALIASES, DTYPES, EngineConfig, one_of
 
 log = logging.getLogger("nbinfer")
@@ -41,6 +41,10 @@ class ResolvedConfig:
         hf_config = load_hf_config(path, cfg.trust_remote_code)
         mc = ModelConfig.from_hf(hf_config, architecture_of(hf_config, path))
         device = resolve_device(cfg.device)
+        if cfg.max_model_len and cfg.max_model_len > mc.max_position_embeddings:
+            # past the positions it was trained on a model's output degrades silently: refuse, as vLLM does
+            raise ValueError(f"max_model_len={cfg.max_model_len} is more than the model's "
+                             f"max_position_embeddings ({mc.max_position_embeddings})")
         max_len = cfg.max_model_len or mc.max_position_embeddings
         if mc.sliding_window and mc.sliding_window < max_len:
             log.warning("capping max_model_len at the model's sliding window (%d): nbinfer attends to "
@@ -62,6 +66,12 @@ class ResolvedConfig:
                              f"KV blocks but the pool holds {num_blocks}; lower max_model_len "
                              "or give the cache more memory (num_kv_blocks, gpu_memory_utilization)")
         return replace(self, max_model_len=capacity)
+
+
+def check_for_this_machine(cfg: EngineConfig) -> None:
+    """What can be refused without reading the model: a device this machine lacks, an attention
+    backend that cannot run on it (ValueError naming the option)."""
+    check_backend(cfg.attention_backend, resolve_device(cfg.device))
 
 
 def resolve_device(name: str) -> torch.device:

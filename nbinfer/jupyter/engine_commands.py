@@ -7,9 +7,9 @@ import time
 
 from IPython.core.error import UsageError
 
+from ..flags.engine_flags import add_engine_flags, check_config, engine_options
 from . import serving, session
 from .commands import subcommand
-from .config_flags import add_engine_flags, check_config, engine_options
 
 
 # -- load -------------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 
 from ..engine.handle import cancel_all
 from . import commands, engine_commands, remote_commands  # noqa: F401  (they register the built-ins)
-from .argtypes import float_in, identifier, int_min
+from ..flags.argtypes import float_in, identifier, int_min
 from .magic_parser import MagicParser
 from . import session
 from .generation import Generation, run_background, run_foreground

@@ -8,7 +8,7 @@ import ipaddress
 from IPython.core.error import UsageError
 
 from . import serving, session
-from .argtypes import choice, int_min
+from ..flags.argtypes import choice, int_min
 from .commands import subcommand
 
 APIS = ("auto", "openai", "sglang")
@@ -36,6 +36,9 @@ def serve(args, shell):
     if args.port > 65535:
         raise UsageError(f"%nbinfer serve: --port must be <= 65535, got {args.port}")
     llm = session.get_llm()
+    previous = serving.current()
+    if previous is not None:                    # serving again (another port, a key): say the old URL closed
+        print(f"nbinfer: stopped serving at {previous.url}")
     try:
         server = serving.start(llm, serving.ServeSpec(args.host, args.port, args.api_key))
     except ImportError as e:

@@ -21,7 +21,7 @@ from nbinfer.lang.program import interrupt_run, report_interrupts_with
 from nbinfer.lang.sampling import RunDefaults
 
 from . import session
-from .argtypes import float_in, identifier, int_min
+from ..flags.argtypes import float_in, identifier, int_min
 from .interrupts import cancelled_interrupt, one_line_interrupt
 from .magic_parser import MagicParser
 

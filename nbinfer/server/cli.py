@@ -1,8 +1,8 @@
 """`nbinfer serve [MODEL] [--host 127.0.0.1] [--port 8000] [--api-key KEY] [LLM options]`.
 
-Every LLM option is a flag, generated from EngineConfig's fields (`--num-kv-blocks 512`,
-`--max-model-len 2048`, `--enable-prefix-caching/--no-enable-prefix-caching`, ...), so a new engine
-option is a new flag with nothing written here. Only flags given on the command line reach LLM(...).
+Every LLM option is a flag, generated from EngineConfig's fields by the same code as `%nbinfer load`'s
+(`--num-kv-blocks 512`, `--max-model-len 2048`, `--no-enable-prefix-caching`, `--dtype {auto,...}`),
+so a new engine option is a new flag with nothing written here.
 """
 from __future__ import annotations
 
@@ -11,37 +11,15 @@ import os
 import signal
 import sys
 import threading
-from dataclasses import MISSING, fields
 
-from ..engine.config import EngineConfig
+from ..flags.engine_flags import add_engine_flags, engine_options
 from .app import DEFAULT_MAX_BODY_BYTES
-
-_TYPES = {"int": int, "float": float, "str": str}
-
-
-def _engine_flags(p: argparse.ArgumentParser) -> list[str]:
-    group = p.add_argument_group("LLM options (as LLM(...) takes them)")
-    names = []
-    for f in fields(EngineConfig):
-        if f.name == "model":
-            continue
-        flag = "--" + f.name.replace("_", "-")
-        annotation = str(f.type)
-        default = None if f.default is MISSING else f.default
-        if annotation == "bool":
-            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
-                               help=f"(default: {default})")
-        else:
-            kind = _TYPES.get(annotation.split("|")[0].strip(), str)
-            group.add_argument(flag, type=kind, default=argparse.SUPPRESS, metavar=kind.__name__.upper(),
-                               help=f"(default: {default})")
-        names.append(f.name)
-    return names
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", nargs="?", default=None, metavar="MODEL",
-                   help="local folder or hub id (default: the bundled default model)")
+                   help="folder, .gguf file, named model, 'bundled' or hub id (default: smollm2-135m-instruct, "
+                        "or $NBINFER_DEFAULT_MODEL)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--api-key", default=os.environ.get("NBINFER_API_KEY"),
@@ -50,20 +28,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES,
                    help=f"largest request body accepted (default: {DEFAULT_MAX_BODY_BYTES})")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
-    p.set_defaults(engine_options=_engine_flags(p))
+    add_engine_flags(p.add_argument_group("LLM options (as LLM(...) takes them)"))
 
 
 def run(args: argparse.Namespace) -> int:
     from ..llm import LLM
+    from ..models.default_model import interactive_default_model
     from .serve import serve_in_thread
 
     if not 0 <= args.port <= 65535:
         raise ValueError(f"--port must be in [0, 65535], got {args.port}")
     if args.max_body_bytes < 1:
         raise ValueError(f"--max-body-bytes must be positive, got {args.max_body_bytes}")
-    options = {name: getattr(args, name) for name in args.engine_options if hasattr(args, name)}
+    options = engine_options(args)
     try:
-        llm = LLM(model=args.model, **options)
+        llm = LLM(model=args.model or interactive_default_model(), **options)   # None: the bundled model
     except TypeError as e:
         raise ValueError(str(e)) from None
     stop = threading.Event()

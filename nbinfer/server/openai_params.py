@@ -6,6 +6,10 @@ from .openai_protocol import ChatCompletionRequest, CompletionRequest, SamplingF
 from .params import Planned, plan
 from .state import ServerState
 
+# top log-probs per token a request may ask for, as vLLM's server caps them (max_logprobs): the engine
+# takes up to the vocabulary, but 49k entries a token in one JSON response is a client's mistake
+MAX_LOGPROBS = 20
+
 
 def refuse_unsupported(req: SamplingFields) -> None:
     """Fields nbinfer cannot honour are refused by name: silently ignoring them would change the
@@ -66,6 +70,9 @@ def constraint_for(req: SamplingFields, state: ServerState):
 
 def sampling_plan(req: SamplingFields, state: ServerState, max_tokens, logprobs, prompt_logprobs) -> Planned:
     refuse_unsupported(req)
+    for name, count in (("logprobs", logprobs), ("prompt_logprobs", req.prompt_logprobs)):
+        if isinstance(count, int) and not isinstance(count, bool) and count > MAX_LOGPROBS:
+            raise ApiError(f"{name} must be <= {MAX_LOGPROBS}, got {count}", name)
     grammar = constraint_for(req, state)
     if isinstance(req.min_tokens, int) and req.min_tokens < 0:
         raise ApiError(f"min_tokens must be >= 0, got {req.min_tokens}", "min_tokens")
@@ -146,8 +153,8 @@ def chat_prompt(req: ChatCompletionRequest, state: ServerState) -> dict:
 def chat_plan(req: ChatCompletionRequest, state: ServerState) -> Planned:
     if req.top_logprobs is not None and not req.logprobs:
         raise ApiError("top_logprobs needs logprobs: true", "top_logprobs")
-    if req.top_logprobs is not None and not 0 <= req.top_logprobs <= 20:
-        raise ApiError(f"top_logprobs must be in [0, 20], got {req.top_logprobs}", "top_logprobs")
+    if req.top_logprobs is not None and not 0 <= req.top_logprobs <= MAX_LOGPROBS:
+        raise ApiError(f"top_logprobs must be in [0, {MAX_LOGPROBS}], got {req.top_logprobs}", "top_logprobs")
     max_tokens = req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens
     logprobs = (req.top_logprobs or 0) if req.logprobs else None
     return sampling_plan(req, state, max_tokens, logprobs, req.prompt_logprobs)

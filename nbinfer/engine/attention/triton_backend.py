@@ -21,14 +21,21 @@ from .nhd_layout import NHDLayout
 _CPU_SM_COUNT = 4     # the interpreter has no SMs; a small number still exercises split-KV in tests
 
 
+def runs_on(device: torch.device) -> None:
+    """Raises ValueError unless the kernels can run on `device`: CUDA, or any device under Triton's interpreter."""
+    if device.type != "cuda" and not interpreted(decode_attention._decode_kernel):
+        raise ValueError(f"attention_backend='triton' needs a CUDA device, but the engine runs on {device}; "
+                         "use attention_backend='auto' (the C++ 'cpu' backend here) or 'torch' "
+                         "(or set TRITON_INTERPRET=1 to test the kernels on a CPU)")
+
+
 class TritonAttention(NHDLayout):
     name = "triton"
     supports_cuda_graphs = True
 
     def __init__(self, device: torch.device | None = None):
-        if device is not None and device.type != "cuda" and not interpreted(decode_attention._decode_kernel):
-            raise ValueError(f"attention_backend='triton' needs a CUDA device, but the engine runs on {device}; "
-                             "use attention_backend='auto' or 'torch' (or set TRITON_INTERPRET=1 to test on CPU)")
+        if device is not None:
+            runs_on(device)
         self._sm_count: dict[torch.device, int] = {}
 
     def sm_count(self, device: torch.device) -> int:

@@ -1,4 +1,5 @@
-"""`%nbinfer load`'s flags, generated from the engine's config dataclass: an engine option is written once.
+"""The LLM options as command-line flags, generated from the engine's config dataclass: an engine option
+is written once (`%nbinfer load` and `nbinfer serve` take the same flags).
 
 Every field of EngineConfig but `model` (the positional MODEL) becomes a flag: its name
 (block_size -> --block-size), its type (int, float, str; a bool is `--x` when it defaults to False
@@ -20,6 +21,7 @@ import types
 import typing
 
 from ..engine.config import ATTENTION_BACKENDS, DEVICES, DTYPES, LOAD_FORMATS, SCHEDULE_POLICIES, EngineConfig
+from ..engine.resolved import check_for_this_machine
 from .argtypes import choice, integer, number
 
 CHOICES = {"attention_backend": ATTENTION_BACKENDS, "dtype": DTYPES, "device": DEVICES,
@@ -80,10 +82,11 @@ def engine_options(args: argparse.Namespace) -> dict:
 
 
 def check_config(model: str | None, options: dict) -> None:
-    """Validate the options as LLM(...) will, before anything is unloaded. Raises ValueError naming the
+    """Validate the options as LLM(...) will, and the device and attention backend on this machine,
+    before anything is unloaded. Raises ValueError naming the
     flag ("--block-size must be a positive integer, got 0") where the config's message names the field."""
     try:
-        EngineConfig.from_kwargs(model=model, **options)
+        check_for_this_machine(EngineConfig.from_kwargs(model=model, **options))
     except (ValueError, TypeError) as e:
         message = str(e)
         for f in flag_fields():
