@@ -7,7 +7,7 @@ import sys
 
 COMMANDS = {
     "demo": ("nbinfer.demo", "generate a few completions with the default model (smollm2-135m-instruct)"),
-    "bench": ("nbinfer.bench.cli", "throughput/latency benchmark side by side with HF transformers"),
+    "bench": ("nbinfer.bench.cli", "throughput/latency benchmark beside HF generate, vLLM or llama.cpp"),
     "install-kernel": ("nbinfer.jupyter.kernelspec", "install a Jupyter kernel that preloads %load_ext nbinfer"),
     "serve": ("nbinfer.server.cli", "serve a model over HTTP: OpenAI-compatible (/v1) and SGLang (/generate) APIs"),
 }

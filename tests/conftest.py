@@ -2,8 +2,12 @@ import os
 import sys
 from pathlib import Path
 
-import pytest
-import torch
+# dtype="auto" picks bf16 on CPUs with native bf16; the suite's exactness checks (HF greedy parity,
+# backend against backend) are fp32 checks, so pin fp32 for every machine, subprocesses included
+os.environ.setdefault("NBINFER_CPU_BF16", "0")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
 from tiny_models import FAMILIES, build_tiny_model  # noqa: E402

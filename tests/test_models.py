@@ -1,5 +1,6 @@
 """Our forward pass equals HF transformers' for every supported family; loading and its errors."""
 import json
+import os
 import shutil
 
 import pytest
@@ -20,7 +21,7 @@ PROMPTS = [
 @pytest.mark.parametrize("family", FAMILIES)
 def test_greedy_matches_hf_batched_ragged(family, model_dir, hf_ref):
     ref = hf_ref(family)
-    with LLM(model_dir(family), num_kv_blocks=256) as llm:
+    with LLM(model_dir(family), num_kv_blocks=256, dtype="float32") as llm:
         outs = llm.generate(PROMPTS, SamplingParams(temperature=0, max_tokens=24, ignore_eos=True, logprobs=0))
     compared = 0
     for o in outs:
@@ -33,7 +34,7 @@ def test_greedy_matches_hf_batched_ragged(family, model_dir, hf_ref):
 @pytest.mark.parametrize("family", ["llama3", "qwen2"])
 def test_prompt_logprobs_match_hf(family, model_dir, hf_ref):
     ref = hf_ref(family)
-    with LLM(model_dir(family), num_kv_blocks=64) as llm:
+    with LLM(model_dir(family), num_kv_blocks=64, dtype="float32") as llm:
         out = llm.generate(PROMPTS[2], SamplingParams(max_tokens=1, prompt_logprobs=2))[0]
     rows = ref.logprobs(out.prompt_token_ids)
     assert out.prompt_logprobs[0] is None
@@ -77,9 +78,25 @@ def test_sharded_checkpoint_with_index(model_dir, hf_ref):
     path = model_dir("qwen3", max_shard_size="100KB")
     assert (path / "model.safetensors.index.json").exists()
     assert len(list(path.glob("*.safetensors"))) > 1
-    with LLM(path, num_kv_blocks=64) as llm:
+    with LLM(path, num_kv_blocks=64, dtype="float32") as llm:
         out = llm.generate(PROMPTS[0], SamplingParams(temperature=0, max_tokens=12, ignore_eos=True))[0]
     assert assert_greedy_equal(hf_ref("qwen3"), out.prompt_token_ids, out.outputs[0].token_ids) > 0
+
+
+def test_dtype_auto_is_bf16_only_where_the_hardware_computes_in_it(monkeypatch):
+    """HF-parity tests above pass dtype="float32": auto is bf16 on CPUs with native bf16 (and CUDA)."""
+    from nbinfer.engine.resolved import resolve_dtype
+    from nbinfer.kernels import cpu_features
+    cpu = torch.device("cpu")
+    monkeypatch.setenv("NBINFER_CPU_BF16", "1")
+    assert cpu_features.native_bf16() and resolve_dtype("auto", cpu) == torch.bfloat16
+    monkeypatch.setenv("NBINFER_CPU_BF16", "0")
+    assert not cpu_features.native_bf16() and resolve_dtype("auto", cpu) == torch.float32
+    monkeypatch.delenv("NBINFER_CPU_BF16")
+    flags = open("/proc/cpuinfo").read() if os.path.exists("/proc/cpuinfo") else ""
+    if "flags" in flags:                  # x86 Linux: detection agrees with the kernel's flag list
+        assert cpu_features.native_bf16() == any(f in flags.split() for f in ("avx512_bf16", "amx_bf16"))
+    assert resolve_dtype("float32", cpu) == torch.float32
 
 
 def test_tied_embeddings_share_storage(model_dir):
@@ -173,7 +190,7 @@ def test_greedy_matches_hf_under_cache_hits_chunking_and_preemption(family, mode
     shared = PROMPTS[2] + " "
     prompts = [shared + p for p in PROMPTS] + [shared + PROMPTS[2]]
     params = SamplingParams(temperature=0, max_tokens=24, ignore_eos=True, logprobs=0)
-    with LLM(model_dir(family), num_kv_blocks=20, block_size=8, max_num_batched_tokens=20) as llm:
+    with LLM(model_dir(family), num_kv_blocks=20, block_size=8, max_num_batched_tokens=20, dtype="float32") as llm:
         first = llm.generate(prompts[0], params)[0]           # warms the prefix cache
         outs = [first] + llm.generate(prompts[1:], params)
         stats = llm.stats()

@@ -73,7 +73,8 @@ def hf_config(family: str, vocab_size: int, **overrides):
 
 
 def build_tiny_model(out: Path, family: str = "llama", seed: int = 0, max_shard_size: str | None = None,
-                     **overrides) -> Path:
+                     bf16_exact: bool = False, **overrides) -> Path:
+    """bf16_exact: every weight a bf16 value (saved as fp32), so a bf16 load holds the same numbers."""
     from transformers import AutoModelForCausalLM
 
     out = Path(out)
@@ -91,6 +92,8 @@ def build_tiny_model(out: Path, family: str = "llama", seed: int = 0, max_shard_
                 p.normal_(0.0, 0.25 if "embed" in name else 1.0 / p.shape[1] ** 0.5 * 1.5)
             elif "norm" not in name:
                 p.normal_(0.0, 0.1)
+            if bf16_exact:
+                p.copy_(p.bfloat16().float())
     kwargs = {"max_shard_size": max_shard_size} if max_shard_size else {}
     model.save_pretrained(out, safe_serialization=True, **kwargs)
     return out

@@ -1,13 +1,16 @@
-"""`nbinfer bench`: one workload, nbinfer and HF transformers side by side, medians of repetitions."""
+"""`nbinfer bench`: one workload through nbinfer and its peers (HF generate, vLLM, llama.cpp), medians
+of repetitions, and how many times nbinfer is ahead of each."""
 from __future__ import annotations
 
 import argparse
 import json
 import sys
 import tempfile
+import time
 from dataclasses import asdict
 from pathlib import Path
 
+from .peers import PEERS
 from .workloads import WORKLOADS
 
 
@@ -25,8 +28,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", default="auto")
     p.add_argument("--max-num-seqs", type=int, default=256)
-    p.add_argument("--hf", dest="hf", action="store_true", default=True, help="also run HF generate (default)")
-    p.add_argument("--no-hf", dest="hf", action="store_false", help="skip HF generate")
+    p.add_argument("--peer", action="append", choices=sorted(PEERS),
+                   help="a system to run beside nbinfer, in its own process (repeatable): hf (transformers "
+                        "generate), vllm, llama-cpp (needs --gguf). Default: hf")
+    p.add_argument("--peer-python", action="append", metavar="NAME=PATH",
+                   help="run peer NAME with this Python, e.g. vllm=/venvs/vllm/bin/python (default: this "
+                        "Python, where the peer's package imports)")
+    p.add_argument("--peer-dtype", action="append", metavar="NAME=DTYPE",
+                   help="run peer NAME in another dtype than nbinfer's, e.g. vllm=bfloat16 (default: --dtype)")
+    p.add_argument("--gguf", default=None, help="the GGUF file of the same model, for --peer llama-cpp")
+    p.add_argument("--hf", dest="hf", action="store_true", default=True, help="run HF generate when no --peer is given (default)")
+    p.add_argument("--no-hf", dest="hf", action="store_false", help="no peer unless --peer names one")
     p.add_argument("--hf-batch-size", type=int, default=None, help="HF batch size (default: all in one padded batch)")
     p.add_argument("--no-roofline", dest="roofline", action="store_false", default=True)
     p.add_argument("--seed", type=int, default=0)
@@ -37,6 +49,9 @@ def run(args) -> int:
     result = run_bench(**{k: v for k, v in vars(args).items() if k != "command"}, log=print)
     print()
     print(result["table"])
+    if result.get("ratio_table"):
+        print()
+        print(result["ratio_table"])
     if result.get("roofline_table"):
         print()
         print(result["roofline_table"])
@@ -45,26 +60,92 @@ def run(args) -> int:
     return 0
 
 
+class _Nbinfer:
+    """nbinfer in this process, behind the same load / run / close as a peer."""
+
+    name = "nbinfer"
+
+    def __init__(self, model_dir, dtype: str, device: str, dummy: bool, max_num_seqs: int, seed: int):
+        self.args = dict(model=str(model_dir), dtype=dtype, device=device, load_format="dummy" if dummy else "auto",
+                         max_num_seqs=max_num_seqs, seed=seed)
+        self.llm, self.info, self.device = None, {"dtype": dtype}, device
+
+    def load(self) -> None:
+        from nbinfer import LLM
+        start = time.monotonic()
+        self.llm = LLM(**self.args)
+        self.info["load_s"] = time.monotonic() - start
+
+    def run(self, workload):
+        from .systems import run_nbinfer
+        return run_nbinfer(self.llm, workload, self.device)
+
+    def close(self) -> None:
+        if self.llm is not None:
+            self.llm.shutdown()
+            self.llm = None
+
+
+class _PeerSystem:
+    def __init__(self, name: str, python: str, job: dict):
+        self.name, self.python, self.job, self.peer, self.info = name, python, job, None, {}
+
+    def load(self) -> None:
+        from .peers import Peer
+        self.peer = Peer(self.name, self.python)
+        try:
+            self.info = self.peer.load(**self.job)
+        except Exception:
+            self.peer.close()
+            raise
+
+    def run(self, workload):
+        return self.peer.run(workload)
+
+    def close(self) -> None:
+        if self.peer is not None:
+            self.peer.close()
+            self.peer = None
+
+
+def _chat_prompt(llm) -> list[int] | None:
+    """CHAT_MESSAGE in the model's chat template, or None without a template."""
+    from .workloads import CHAT_MESSAGE
+    tok = llm.get_tokenizer()
+    if not getattr(tok, "chat_template", None):
+        return None
+    return list(tok.apply_chat_template([{"role": "user", "content": CHAT_MESSAGE}], add_generation_prompt=True,
+                                        tokenize=True, return_dict=False))
+
+
 def run_bench(model=None, shape=None, workload="mixed", num_prompts=None, scale=1.0, reps=3, device="auto",
-              dtype="auto", max_num_seqs=256, hf=True, hf_batch_size=None, roofline=True, seed=0,
-              json=None, log=print) -> dict:
-    """Run the benchmark; returns {"summaries", "table", "ratio", ...}. Also used by %nbinfer bench."""
+              dtype="auto", max_num_seqs=256, peer=None, peer_python=None, peer_dtype=None, gguf=None, hf=True,
+              hf_batch_size=None, roofline=True, seed=0, json=None, log=print) -> dict:
+    """Run the benchmark; returns {"summaries", "table", "ratio_table", "ratios", ...}. Also used by
+    %nbinfer bench. On a CPU the systems are all loaded and their repetitions interleaved (drift on a
+    shared machine hits each alike); on CUDA they run one after another (one engine's memory pool at a time)."""
     import torch
 
-    from nbinfer import LLM
     from nbinfer.engine.resolved import resolve_device, resolve_dtype
 
-    from .metrics import Summary
-    from .report import roofline_table, table
+    from .metrics import Summary, agreement, percentile
+    from .peers import parse_peer_options, peer_python as python_for
+    from .report import ratio_table, ratios, roofline_table, table
     from .shapes import make_model_dir
-    from .systems import load_hf, run_hf_best_effort, run_nbinfer
     from .workloads import make_workload
 
     if reps < 1:
         raise ValueError("--reps must be >= 1")
+    peer_names = list(dict.fromkeys(peer or (["hf"] if hf else [])))
+    overrides = parse_peer_options(peer_python, "--peer-python")
+    dtypes = {n: str(resolve_dtype(d, resolve_device(device))).replace("torch.", "")
+              for n, d in parse_peer_options(peer_dtype, "--peer-dtype").items()}
+    pythons = {name: python_for(name, overrides) for name in peer_names}     # fail before loading anything
+    if "llama-cpp" in peer_names and not (gguf and Path(gguf).is_file()):
+        raise ValueError(f"--peer llama-cpp needs --gguf PATH to a GGUF file of the same model (got {gguf!r})")
     dev = resolve_device(device)
     cuda = dev.type == "cuda"
-    torch_dtype = resolve_dtype(dtype, dev)
+    dtype_name = str(resolve_dtype(dtype, dev)).replace("torch.", "")
     dummy = model is None
     if dummy:
         shape = shape or ("Llama-2-7B" if cuda else "tiny")
@@ -74,53 +155,80 @@ def run_bench(model=None, shape=None, workload="mixed", num_prompts=None, scale=
         model_dir, label = model, str(model)
     num_prompts = num_prompts or (256 if cuda else 32)
 
-    llm = LLM(str(model_dir), dtype=str(torch_dtype).replace("torch.", ""), device=str(dev),
-              load_format="dummy" if dummy else "auto", max_num_seqs=max_num_seqs, seed=seed)
-    vocab = llm.engine.model_config.vocab_size
-    wl = make_workload(workload, num_prompts, vocab, seed=seed, scale=scale)
-    log(f"nbinfer bench: {label}, {dev}, {str(torch_dtype).replace('torch.', '')}, workload {workload} "
-        f"({num_prompts} requests, {wl.input_tokens:,} input / {wl.output_tokens:,} output tokens), {reps} reps")
+    ours = _Nbinfer(model_dir, dtype_name, str(dev), dummy, max_num_seqs, seed)
+    job = dict(model=str(model_dir), dtype=dtype_name, device=str(dev), dummy=dummy,
+               threads=torch.get_num_threads(), gguf=str(gguf) if gguf else None, batch_size=hf_batch_size,
+               max_num_seqs=max_num_seqs)
+    systems = [ours] + [_PeerSystem(n, pythons[n], {**job, "dtype": dtypes.get(n, dtype_name)}) for n in peer_names]
+    runs: dict[str, list] = {s.name: [] for s in systems}
+    result: dict = {"label": label, "device": str(dev), "workload": workload}
 
-    run_nbinfer(llm, make_workload(workload, min(4, num_prompts), vocab, seed + 1, scale=min(scale, 0.1)), str(dev))
-    ours = []
-    for i in range(reps):
-        ours.append(run_nbinfer(llm, wl, str(dev)))
-        log(f"  nbinfer rep {i + 1}: {ours[-1].output_tps:,.1f} output tok/s")
+    def loaded(s):
+        log(f"  {s.name}: loaded in {s.info['load_s']:.1f} s" + (f" ({s.info['version']})" if "version" in s.info else ""))
 
-    result: dict = {"label": label, "device": str(dev), "workload": workload, "num_prompts": num_prompts}
-    if cuda and roofline:
-        from .roofline import copy_bandwidth, probe_decode
-        bw = copy_bandwidth()
-        ctx = min(max(map(len, wl.prompts)), llm.max_model_len - 128)
-        probes = [probe_decode(llm, b, ctx, bw) for b in (1, min(64, num_prompts))]
-        result["roofline_table"] = roofline_table(probes, bw)
-        result["roofline"] = [asdict(p) | {"fraction": p.fraction} for p in probes]
-        result["bandwidth_Bps"] = bw
-    llm.shutdown()
-    del llm
+    def rep(s, i):
+        r = s.run(wl)
+        runs[s.name].append(r)
+        log(f"  {s.name} rep {i + 1}: {r.output_tps:,.1f} output tok/s, TTFT p50 {percentile(r.ttft_s, 0.5) * 1e3:,.0f} ms")
 
-    summaries = [Summary.of(ours)]
-    if hf:
-        hf_model = load_hf(model_dir, torch_dtype, str(dev), dummy)
-        small = make_workload(workload, min(2, num_prompts), vocab, seed + 1, scale=min(scale, 0.05))
-        run_hf_best_effort(hf_model, small, str(dev), None)          # warm-up
-        theirs, size = [], hf_batch_size
-        for i in range(reps):
-            r, size = run_hf_best_effort(hf_model, wl, str(dev), size)
-            theirs.append(r)
-            log(f"  hf-generate rep {i + 1} (batch {size}): {r.output_tps:,.1f} useful output tok/s")
-        summaries.append(Summary.of(theirs))
-        result["hf_batch_size"] = size
-        result["ratio"] = summaries[0].output_tps / summaries[1].output_tps
-        del hf_model
-        if cuda:
-            torch.cuda.empty_cache()
+    try:
+        if not cuda:        # peers first: one that cannot load fails before nbinfer's load
+            for s in systems[1:]:
+                s.load()
+        ours.load()
+        vocab = ours.llm.engine.model_config.vocab_size
+        chat = _chat_prompt(ours.llm) if workload == "single" and not dummy else None
+        wl = make_workload(workload, num_prompts, vocab, seed=seed, scale=scale, chat_prompt=chat)
+        warm = make_workload(workload, min(4, len(wl.prompts)), vocab, seed + 1, scale=min(scale, 0.1))
+        log(f"nbinfer bench: {label}, {dev}, {dtype_name}, workload {workload} ({len(wl.prompts)} requests, "
+            f"{wl.input_tokens:,} input / {wl.output_tokens:,} output tokens), {reps} reps, "
+            f"peers: {', '.join(peer_names) or 'none'}")
+        result["num_prompts"] = len(wl.prompts)
+        if cuda:       # one system on the GPU at a time
+            for s in systems:
+                if s is not ours:
+                    s.load()
+                loaded(s)
+                s.run(warm)                             # warm-up, excluded
+                for i in range(reps):
+                    rep(s, i)
+                if s is ours and roofline:
+                    result.update(_roofline(ours.llm, wl, num_prompts, roofline_table))
+                s.close()
+        else:
+            for s in systems:
+                loaded(s)
+                s.run(warm)
+            for i in range(reps):
+                for s in systems:
+                    rep(s, i)
+    finally:
+        for s in systems:
+            s.close()
+
+    summaries = [Summary.of(runs["nbinfer"], dtype=dtype_name, load_s=ours.info["load_s"])]
+    for s in systems[1:]:
+        match = None if dummy else agreement(runs["nbinfer"][0].token_ids, runs[s.name][0].token_ids)
+        summaries.append(Summary.of(runs[s.name], dtype=s.info.get("dtype", ""), load_s=s.info["load_s"], match=match))
     result["summaries"] = summaries
-    result["rows"] = [asdict(s) for s in summaries]
+    result["rows"] = [asdict(s) | {"decode_tps": s.decode_tps} for s in summaries]
     result["table"] = table(summaries)
-    if "ratio" in result:
-        result["table"] += f"\n\nnbinfer / HF generate (useful output tokens/s): {result['ratio']:.2f}x"
+    if len(summaries) > 1:
+        result["ratios"] = {s.system: ratios(summaries[0], s) for s in summaries[1:]}
+        result["ratio"] = result["ratios"][summaries[1].system]["out_tps"]
+        result["ratio_table"] = ratio_table(summaries[0], summaries[1:])
+    if "hf" in peer_names:
+        result["hf_batch_size"] = runs["hf"][-1].batch_size
     return result
+
+
+def _roofline(llm, wl, num_prompts, roofline_table) -> dict:
+    from .roofline import copy_bandwidth, probe_decode
+    bw = copy_bandwidth()
+    ctx = min(max(map(len, wl.prompts)), llm.max_model_len - 128)
+    probes = [probe_decode(llm, b, ctx, bw) for b in (1, min(64, num_prompts))]
+    return {"roofline_table": roofline_table(probes, bw), "bandwidth_Bps": bw,
+            "roofline": [asdict(p) | {"fraction": p.fraction} for p in probes]}
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from nbinfer.jupyter.commands import subcommand
 from .cli import add_arguments
 
 
-@subcommand("bench", "benchmark nbinfer against HF transformers generate (same flags as `nbinfer bench`)",
+@subcommand("bench", "benchmark nbinfer beside HF generate, vLLM or llama.cpp (same flags as `nbinfer bench`)",
             add_arguments)
 def bench(args, shell):
     from IPython.display import display
@@ -34,6 +34,9 @@ def bench(args, shell):
         raise UsageError(f"%nbinfer bench: {e}") from None
     print()
     print(result["table"])
+    if result.get("ratio_table"):
+        print()
+        print(result["ratio_table"])
     if result.get("roofline_table"):
         print()
         print(result["roofline_table"])
@@ -68,7 +71,7 @@ def chart_png(result: dict) -> bytes | None:
         ax.spines[["top", "right"]].set_visible(False)
     title = f"{result['label']} · {result['device']} · {result['workload']} × {result['num_prompts']}"
     if "ratio" in result:
-        title += f" · nbinfer {result['ratio']:.2f}× HF"
+        title += f" · nbinfer {result['ratio']:.2f}× {result['summaries'][1].system}"
     fig.suptitle(title, fontsize=11)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)

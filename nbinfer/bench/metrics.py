@@ -1,11 +1,10 @@
 """What one benchmark run measured, and how runs are summarised (medians over repetitions)."""
 from __future__ import annotations
 
-import os
 import statistics
-import threading
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+
+from .peer_side.timing import PeakMemory  # noqa: F401  (one sampler for nbinfer and the peers)
 
 
 @dataclass
@@ -19,6 +18,13 @@ class RunResult:
     e2e_s: list[float] = field(default_factory=list)
     peak_mem_bytes: int = 0
     prefix_hit_rate: float | None = None
+    token_ids: list[list[int]] = field(default_factory=list)    # each request's output, in order
+    batch_size: int | None = None       # HF generate: the padded batch size it ran with
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunResult":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
 
     @property
     def output_tps(self) -> float:
@@ -38,6 +44,18 @@ def percentile(xs: list[float], q: float) -> float:
     return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
 
 
+def agreement(ours: list[list[int]], theirs: list[list[int]]) -> float | None:
+    """Mean share of each request's output that matches ours up to the first differing token
+    (1.0: the same greedy tokens everywhere); None where either side has no tokens."""
+    if not ours or len(ours) != len(theirs):
+        return None
+    shares = []
+    for a, b in zip(ours, theirs):
+        same = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+        shares.append(same / max(len(a), 1))
+    return statistics.fmean(shares)
+
+
 @dataclass(frozen=True)
 class Summary:
     system: str
@@ -52,9 +70,17 @@ class Summary:
     peak_mem_bytes: int
     prefix_hit_rate: float | None
     reps: int
+    dtype: str = ""
+    load_s: float = float("nan")
+    match: float | None = None          # agreement() with nbinfer's tokens (None for nbinfer itself)
+
+    @property
+    def decode_tps(self) -> float:
+        """Single-stream decode speed: one over the median inter-token latency."""
+        return 1.0 / self.itl_p50 if self.itl_p50 > 0 else float("nan")
 
     @classmethod
-    def of(cls, runs: list[RunResult]) -> "Summary":
+    def of(cls, runs: list[RunResult], **extra) -> "Summary":
         med = statistics.median
         return cls(
             system=runs[0].system,
@@ -64,39 +90,4 @@ class Summary:
             e2e_p50=med(percentile(r.e2e_s, 0.5) for r in runs), e2e_p90=med(percentile(r.e2e_s, 0.9) for r in runs),
             peak_mem_bytes=max(r.peak_mem_bytes for r in runs),
             prefix_hit_rate=None if runs[0].prefix_hit_rate is None else med(r.prefix_hit_rate for r in runs),
-            reps=len(runs))
-
-
-class PeakMemory:
-    """Peak device memory (CUDA allocator) or peak process RSS (CPU, sampled) over a region."""
-
-    def __init__(self, device: str):
-        self.cuda = device.startswith("cuda")
-        self.peak = 0
-        self._stop = threading.Event()
-
-    def __enter__(self):
-        if self.cuda:
-            import torch
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-        else:
-            self._thread = threading.Thread(target=self._sample, daemon=True)
-            self._thread.start()
-        return self
-
-    def _sample(self):
-        page = os.sysconf("SC_PAGE_SIZE")
-        while not self._stop.is_set():
-            with open("/proc/self/statm") as f:
-                self.peak = max(self.peak, int(f.read().split()[1]) * page)
-            time.sleep(0.02)
-
-    def __exit__(self, *exc):
-        if self.cuda:
-            import torch
-            torch.cuda.synchronize()
-            self.peak = torch.cuda.max_memory_allocated()
-        else:
-            self._stop.set()
-            self._thread.join()
+            reps=len(runs), **extra)

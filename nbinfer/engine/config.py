@@ -32,7 +32,7 @@ def option(default, help: str, choices: tuple | None = None):
 class EngineConfig:
     # the first thirteen in the order of vLLM's / the contract's LLM(...) signature
     model: str | None = option(None, "local folder or HF hub id; None = the bundled default model")
-    dtype: str = option("auto", "weights and KV dtype; auto: bf16 on CUDA, fp32 on a CPU", DTYPES)
+    dtype: str = option("auto", "weights and KV dtype; auto: bf16 on CUDA and on CPUs with native bf16 (AVX512-BF16/AMX), else fp32", DTYPES)
     device: str = option("auto", "auto: cuda if available, else cpu; or cuda:N", DEVICES)
     block_size: int = option(16, "tokens per KV block")
     num_kv_blocks: int | None = option(None, "KV blocks in the pool; None: sized from the memory budget")

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..kernels import cpu_llama
 from ..models.loader import build_model, init_dummy_weights, load_weights
 from ..models.rope import cos_sin_table
 from .attention import AttentionMetadata, make_backend
@@ -77,6 +78,9 @@ class ModelRunner:
         # meet uninitialised NaN/Inf, which a mask cannot cancel (0 * NaN = NaN); one memset at load
         self.kv_cache = torch.zeros(shape, dtype=dtype, device=device)
         self.kv_cache_bytes = self.kv_cache.numel() * self.kv_cache.element_size()
+        # small steps on a CPU (a few decode tokens, short prefills): one C++ call (kernels/cpu_llama.py)
+        self.cpu_step = cpu_llama.build(self.model, self.backend, self.kv_cache, self.block_size, self.cos, self.sin,
+                                        torch.get_num_threads()) if device.type == "cpu" else None
         self.graphs = None
         if use_graphs:
             self.graphs = build_decode_graphs(
@@ -182,15 +186,19 @@ class ModelRunner:
                     prompt_rows.extend(range(start + lo - c, start + hi - c))
             start += n
 
-        pos_np = np.asarray(positions, dtype=np.int64)
         rows = sample_rows + prompt_rows
-        with self.threads.step(len(ids)) if self.threads else nullcontext():
-            hidden = self.graphs.run(ids, pos_np, query_lens, seq_lens, tables) if self.graphs else None
-            if hidden is None:          # not a decode-only step the graphs cover: run eagerly
-                meta = self.build_metadata(query_lens, seq_lens, tables, pos_np)
-                hidden = self._forward(ids, pos_np, meta, self.kv_cache)
-        # one big matmul ([rows, hidden] x [hidden, vocab]): always worth every thread
-        logits = self.model.compute_logits(hidden[rows]) if rows else None
+        if self.cpu_step is not None and self.cpu_step.takes(len(ids)):
+            # a small step on a CPU: the whole model in one C++ call (kernels/cpu_llama.py)
+            logits = self.cpu_step(ids, positions, query_lens, tables, rows)
+        else:
+            pos_np = np.asarray(positions, dtype=np.int64)
+            with self.threads.step(len(ids)) if self.threads else nullcontext():
+                hidden = self.graphs.run(ids, pos_np, query_lens, seq_lens, tables) if self.graphs else None
+                if hidden is None:          # not a decode-only step the graphs cover: run eagerly
+                    meta = self.build_metadata(query_lens, seq_lens, tables, pos_np)
+                    hidden = self._forward(ids, pos_np, meta, self.kv_cache)
+            # one big matmul ([rows, hidden] x [hidden, vocab]): always worth every thread
+            logits = self.model.compute_logits(hidden[rows]) if rows else None
         ns = len(sample_rows)
         return StepOutput(
             sample_logits=logits[:ns] if ns else None,
@@ -206,6 +214,8 @@ class ModelRunner:
 
     def close(self) -> None:
         """Free weights, KV cache and graphs now (GPU memory returns to where it was)."""
+        if self.cpu_step is not None:
+            self.cpu_step.close()
         del self.graphs, self.model, self.kv_cache, self.cos, self.sin
         gc.collect()
         if self.device.type == "cuda":

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from ..kernels import cpu_features
 from ..models.config import ModelConfig
 from ..models.loader import architecture_of, load_hf_config, resolve_model_path
 from .attention.registry import check_backend, resolve_backend_name
@@ -87,8 +88,8 @@ def resolve_device(name: str) -> torch.device:
 def resolve_dtype(dtype, device: torch.device) -> torch.dtype:
     if isinstance(dtype, torch.dtype):
         return dtype
-    if dtype == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    if dtype == "auto":        # bf16 where the hardware computes in it natively (CUDA; CPUs with bf16 dot products)
+        return torch.bfloat16 if device.type == "cuda" or cpu_features.native_bf16() else torch.float32
     dtype = DTYPE_ALIASES.get(dtype, dtype)
     one_of("dtype", dtype, DTYPES)
     return _TORCH_DTYPES[dtype]

@@ -117,6 +117,19 @@ class LlamaForCausalLM(nn.Module):
     def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.lm_head(hidden).float()
 
+    def cpu_step_weights(self) -> list[torch.Tensor | None]:
+        """The weights in the order the CPU step reads them (kernels/cpu/llama_step.cpp):
+        embedding, final norm, LM head, then per layer its 12 tensors (None where the model has none)."""
+        m = self.model
+        out = [m.embed_tokens.weight, m.norm.weight, self.lm_head.weight]
+        for layer in m.layers:
+            a, mlp = layer.self_attn, layer.mlp
+            out += [layer.input_layernorm.weight, a.qkv_proj.weight, a.qkv_proj.bias,
+                    a.q_norm.weight if a.qk_norm else None, a.k_norm.weight if a.qk_norm else None,
+                    a.o_proj.weight, a.o_proj.bias, layer.post_attention_layernorm.weight,
+                    mlp.gate_up_proj.weight, mlp.gate_up_proj.bias, mlp.down_proj.weight, mlp.down_proj.bias]
+        return [None if t is None else t.detach() for t in out]
+
     def shard_slice(self, merged: str, shard: int) -> tuple[int, int]:
         """(offset, size) of a shard along dim 0 of a merged projection."""
         c = self.cfg

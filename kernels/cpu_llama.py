@@ -1,0 +1,109 @@
+"""The CPU step (cpu/llama_step.cpp): a small step (decode tokens, short prefill chunks, at most
+MAX_TOKENS packed tokens) through the whole model to logits in one C++ call, for Llama-family models
+with fp32 or bf16 weights on the CPU backend's KV layout (of the same dtype).
+
+Small steps are where torch pays most for being called op by op from the engine's thread: one token's
+step is bound by reading the weights once, a few dozen tokens' by arithmetic on weights read once;
+either way one call on the library's thread pool, with no per-op dispatch and no OpenMP hand-off,
+does it. Larger steps (long prefill chunks) keep torch's GEMMs (nbinfer/models/llama.py, also this
+step's reference), which reach the arithmetic peak there.
+"""
+from __future__ import annotations
+
+import ctypes
+
+import numpy as np
+import torch
+
+from . import cpu_build
+
+MAX_TOKENS = 64      # steps of up to this many tokens run here; larger ones on torch's GEMMs
+_PTR = ctypes.c_void_p
+_DTYPES = {torch.float32: 0, torch.bfloat16: 1}     # the C++ step's DType codes (cpu/llama_step.cpp)
+
+
+def _library():
+    lib = cpu_build.library()
+    if lib is not None and not getattr(lib, "_llama_ready", False):
+        lib.nbinfer_llama_new.restype = _PTR
+        lib.nbinfer_llama_new.argtypes = [_PTR, ctypes.c_float, _PTR, ctypes.c_int]
+        lib.nbinfer_llama_free.argtypes = [_PTR]
+        lib.nbinfer_llama_free.restype = None
+        lib.nbinfer_llama_max_layers.restype = ctypes.c_int
+        lib.nbinfer_llama_step.restype = None
+        lib.nbinfer_llama_step.argtypes = ([_PTR, ctypes.c_int, _PTR, _PTR, _PTR, _PTR, ctypes.c_int64, _PTR,
+                                            ctypes.c_int, ctypes.c_int, _PTR, _PTR, ctypes.c_float, ctypes.c_int, _PTR,
+                                            _PTR, ctypes.c_int])
+        lib._llama_ready = True
+    return lib
+
+
+class LlamaStep:
+    """Holds the weights' addresses (and references, so they outlive it) and runs decode steps."""
+
+    def __init__(self, lib, cfg, weights: list[torch.Tensor | None], kv_cache: torch.Tensor, block_size: int,
+                 cos: torch.Tensor, sin: torch.Tensor, threads: int):
+        # the matrices (2-D) are read where they are, in the cache's dtype; the vectors (norms, biases)
+        # as fp32 copies: a few KB, and the C++ reads them in fp32 whatever the model's dtype
+        weights = [None if w is None else w if w.dim() == 2 else w.float().contiguous() for w in weights]
+        for w in weights:
+            assert w is None or (w.dtype in (kv_cache.dtype, torch.float32) and w.is_contiguous()
+                                 and w.device.type == "cpu")
+        assert all(w.dtype == kv_cache.dtype for w in weights if w is not None and w.dim() == 2)
+        assert kv_cache.is_contiguous() and cos.is_contiguous() and sin.is_contiguous()
+        assert cos.dtype == sin.dtype == torch.float32
+        self.lib, self.threads, self.block_size = lib, threads, block_size
+        self.vocab, self.scale = cfg.vocab_size, cfg.head_dim ** -0.5
+        self.kv_cache, self.cos, self.sin, self._weights = kv_cache, cos, sin, weights
+        self.slots = kv_cache.shape[-1]
+        dims = np.array([cfg.num_layers, cfg.hidden_size, cfg.intermediate_size, cfg.num_heads, cfg.num_kv_heads,
+                         cfg.head_dim, cfg.vocab_size], dtype=np.int32)
+        ptrs = (_PTR * len(weights))(*[None if w is None else w.data_ptr() for w in weights])
+        self._handle = lib.nbinfer_llama_new(dims.ctypes.data, cfg.rms_norm_eps, ptrs, _DTYPES[kv_cache.dtype])
+
+    def takes(self, num_tokens: int) -> bool:
+        return 0 < num_tokens <= MAX_TOKENS
+
+    def __call__(self, ids: list[int], positions: list[int], query_lens: list[int], tables: list[list[int]],
+                 rows: list[int]) -> torch.Tensor | None:
+        """Runs the packed tokens (sequence i owns the next query_lens[i] of them, at `positions`),
+        writes their K/V into the cache, and returns the logits [len(rows), V] of the token rows asked."""
+        width = max(map(len, tables))
+        table = np.zeros((len(tables), width), dtype=np.int32)
+        for i, t in enumerate(tables):
+            table[i, :len(t)] = t
+        ids_np = np.asarray(ids, dtype=np.int64)
+        pos_np = np.asarray(positions, dtype=np.int64)
+        seq_of = np.repeat(np.arange(len(query_lens), dtype=np.int32), query_lens)
+        rows_np = np.asarray(rows, dtype=np.int32)
+        logits = torch.empty(len(rows), self.vocab, dtype=torch.float32)
+        self.lib.nbinfer_llama_step(self._handle, len(ids), ids_np.ctypes.data, pos_np.ctypes.data, seq_of.ctypes.data,
+                                    self.kv_cache.data_ptr(), self.slots, table.ctypes.data, width, self.block_size,
+                                    self.cos.data_ptr(), self.sin.data_ptr(), self.scale, len(rows), rows_np.ctypes.data,
+                                    logits.data_ptr(), self.threads)
+        return logits if rows else None
+
+    def close(self) -> None:
+        if self._handle:
+            self.lib.nbinfer_llama_free(self._handle)
+            self._handle = None
+            self._weights = self.kv_cache = None
+
+    def __del__(self):
+        self.close()
+
+
+def build(model, backend, kv_cache: torch.Tensor, block_size: int, cos: torch.Tensor, sin: torch.Tensor,
+          threads: int) -> LlamaStep | None:
+    """The step for this model, or None where it does not apply (then every step runs in torch):
+    it needs the CPU attention backend's cache layout, fp32 or bf16, head_dim a multiple of 16 (and <= 1024),
+    the library."""
+    cfg = model.cfg
+    if (getattr(backend, "name", None) != "cpu" or getattr(backend, "kernel", None) is None
+            or kv_cache.dtype not in _DTYPES or kv_cache.device.type != "cpu" or cfg.head_dim % 16 or cfg.head_dim > 1024
+            or cfg.num_heads % cfg.num_kv_heads):
+        return None
+    lib = _library()
+    if lib is None or cfg.num_layers > lib.nbinfer_llama_max_layers():
+        return None
+    return LlamaStep(lib, cfg, model.cpu_step_weights(), kv_cache, block_size, cos, sin, threads)

@@ -1,0 +1,108 @@
+"""The whole-model CPU step (kernels/cpu_llama.py) gives the torch model's tokens and log-probs.
+
+Each family's tiny model runs the same requests twice in one engine, with the C++ step and with it
+turned off (the torch forward, which tests/test_models.py holds to HF's greedy output): the tokens
+must be the same and the log-probs, prompt log-probs included, equal to rounding. The step budget
+makes some steps small enough for the C++ step (decode batches of 1 to 10 sequences, prefill chunks
+after a cached prefix, mixed steps) and the first ones too large for it (torch), with contexts over
+many blocks."""
+import pytest
+import torch
+
+from nbinfer import LLM, SamplingParams
+from nbinfer.kernels import cpu_llama
+
+PROMPTS = ["The quick brown fox", "A paged", "Once upon a time there was a little model that",
+           "def generate(prompt):", "请解释", "Emoji 🚀", "Notebooks keep one engine", "café", "x", "Continuous"]
+
+
+class _Counted:
+    """The step, counting the tokens of each call."""
+
+    def __init__(self, step, calls):
+        self.step, self.calls, self.takes = step, calls, step.takes
+
+    def __call__(self, ids, positions, query_lens, tables, rows):
+        self.calls.append((len(ids), max(query_lens)))
+        return self.step(ids, positions, query_lens, tables, rows)
+
+
+def _run(llm, use_step: bool):
+    step, calls = llm.engine.runner.cpu_step, []
+    llm.engine.runner.cpu_step = _Counted(step, calls) if use_step else None
+    try:
+        llm.reset_prefix_cache()
+        params = SamplingParams(temperature=0, max_tokens=12, ignore_eos=True, logprobs=3)
+        outs = llm.generate(PROMPTS[:1], params) + llm.generate(PROMPTS[:3], params)
+        outs += llm.generate(PROMPTS, params)                 # 10 sequences, a first step over MAX_TOKENS
+        # a prompt extending a cached one, with prompt log-probs: a prefill chunk after a cached prefix
+        outs += llm.generate(PROMPTS[2] + " wanted to write stories", SamplingParams(
+            temperature=0, max_tokens=4, ignore_eos=True, logprobs=1, prompt_logprobs=2))
+    finally:
+        llm.engine.runner.cpu_step = step
+    got = []
+    for o in outs:
+        prompt_lps = [sorted((t, round(lp.logprob, 4)) for t, lp in d.items()) for d in o.prompt_logprobs or [] if d]
+        for c in o.outputs:
+            got.append((c.token_ids, [lp[t].logprob for lp, t in zip(c.logprobs, c.token_ids)], prompt_lps))
+    return got, calls
+
+
+@pytest.mark.parametrize("family", ["llama", "llama3", "mistral", "qwen2", "qwen3"])
+def test_cpu_step_matches_the_torch_forward(model_dir, family):
+    with LLM(model_dir(family), block_size=4, num_kv_blocks=256, max_num_batched_tokens=80) as llm:
+        if llm.engine.runner.cpu_step is None:
+            pytest.skip("the CPU kernels could not be built here (no C++ compiler?)")
+        ours, calls = _run(llm, use_step=True)
+        ref, none = _run(llm, use_step=False)
+    assert calls and not none and max(n for n, _ in calls) <= cpu_llama.MAX_TOKENS
+    assert {1} < {n for n, _ in calls}                          # one decode token, and batches of them
+    assert any(q > 1 for _, q in calls)                         # prefill chunks went through it too
+    for (tokens, lps, prompt_lps), (ref_tokens, ref_lps, ref_prompt_lps) in zip(ours, ref):
+        assert tokens == ref_tokens
+        assert max(abs(a - b) for a, b in zip(lps, ref_lps)) < 1e-4
+        assert [[t for t, _ in row] for row in prompt_lps] == [[t for t, _ in row] for row in ref_prompt_lps]
+        assert all(abs(a - b) < 2e-4 for row, ref_row in zip(prompt_lps, ref_prompt_lps)
+                   for (_, a), (_, b) in zip(row, ref_row))
+
+
+def _greedy(llm, use_step: bool):
+    step = llm.engine.runner.cpu_step
+    llm.engine.runner.cpu_step = step if use_step else None
+    try:
+        llm.reset_prefix_cache()
+        outs = llm.generate(PROMPTS[:3], SamplingParams(temperature=0, max_tokens=12, ignore_eos=True, logprobs=1))
+    finally:
+        llm.engine.runner.cpu_step = step
+    return [(c.token_ids, [lp[t].logprob for lp, t in zip(c.logprobs, c.token_ids)]) for o in outs for c in o.outputs]
+
+
+def test_bf16_step_keeps_fp32_sums(model_dir):
+    """bf16 weights and cache, fp32 activations and sums: on weights that are bf16 values, the step
+    differs from the fp32 forward only by the cache's rounding, several times less than torch's bf16
+    forward (which rounds every activation) does."""
+    path = model_dir("qwen3", bf16_exact=True)
+    with LLM(path, dtype="float32", block_size=4, num_kv_blocks=256) as llm:
+        ref = _greedy(llm, use_step=False)
+    with LLM(path, dtype="bfloat16", block_size=4, num_kv_blocks=256) as llm:
+        if llm.engine.runner.cpu_step is None:
+            pytest.skip("the CPU kernels could not be built here (no C++ compiler?)")
+        assert llm.engine.runner.kv_cache.dtype == torch.bfloat16
+        ours, torch_bf16 = _greedy(llm, use_step=True), _greedy(llm, use_step=False)
+
+    def worst(got):
+        assert [t for t, _ in got] == [t for t, _ in ref]
+        return max(abs(a - b) for (_, lps), (_, ref_lps) in zip(got, ref) for a, b in zip(lps, ref_lps))
+    assert worst(ours) < 0.03 and worst(ours) < worst(torch_bf16) / 2
+
+
+def test_the_step_is_only_built_where_it_applies(model_dir):
+    with LLM(model_dir("llama"), num_kv_blocks=64, attention_backend="torch") as llm:
+        assert llm.engine.runner.cpu_step is None             # another cache layout
+    with LLM(model_dir("llama"), num_kv_blocks=64, dtype="float16") as llm:
+        assert llm.engine.runner.cpu_step is None             # fp32 and bf16 only
+    with LLM(model_dir("llama"), num_kv_blocks=64) as llm:
+        step = llm.engine.runner.cpu_step
+        if step is None:
+            pytest.skip("the CPU kernels could not be built here (no C++ compiler?)")
+        assert step.takes(1) and step.takes(cpu_llama.MAX_TOKENS) and not step.takes(cpu_llama.MAX_TOKENS + 1)
