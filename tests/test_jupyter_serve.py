@@ -68,7 +68,11 @@ def test_serve_answers_the_openai_client_with_the_notebooks_engine(ip, loaded, c
     assert f"nbinfer: serving the local engine at {url} (API key required)" in capsys.readouterr().out
 
 
-def test_server_requests_are_tagged_in_stats_and_status(ip, loaded, capsys):
+def test_server_requests_are_tagged_in_stats_and_status(ip, loaded, capsys, monkeypatch):
+    # slow every step down, so the request is still running when status looks (the C++ CPU step
+    # finishes 300 tokens of the tiny model in a fraction of a second)
+    run = loaded.engine.runner.run
+    monkeypatch.setattr(loaded.engine.runner, "run", lambda batch: (time.sleep(0.02), run(batch))[1])
     url = serve(ip, capsys)
     with httpx.Client(base_url=url, timeout=60) as http:
         with http.stream("POST", "/v1/completions", json={"prompt": "Once upon a time", "max_tokens": 300,
