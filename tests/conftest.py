@@ -2,6 +2,15 @@ import os
 import sys
 from pathlib import Path
 
+# `python -m pytest` (the README's command) puts the checkout's root first on sys.path, where kernels/
+# (shipped as nbinfer.kernels) shadows PyPI's `kernels`, which transformers (>= 5.25) requires and
+# imports: `from kernels import ...` then fails inside transformers. nbinfer comes from its install, not
+# from the root, so take the root off the path here, and keep child Pythons (`python -m nbinfer demo`,
+# kernels started from this directory) from putting it back (PYTHONSAFEPATH, Python 3.11+).
+_ROOT = Path(__file__).resolve().parent.parent
+sys.path[:] = [p for p in sys.path if Path(p or os.getcwd()).resolve() != _ROOT]
+os.environ["PYTHONSAFEPATH"] = "1"
+
 # dtype="auto" picks bf16 on CPUs with native bf16; the suite's exactness checks (HF greedy parity,
 # backend against backend) are fp32 checks, so pin fp32 for every machine, subprocesses included
 os.environ.setdefault("NBINFER_CPU_BF16", "0")
