@@ -23,7 +23,11 @@ from pathlib import Path
 log = logging.getLogger("nbinfer")
 
 SOURCE_DIR = Path(__file__).with_name("cpu")
-FLAGS = ["-O3", "-ffast-math", "-fPIC", "-shared", "-std=c++17", "-pthread"]
+FLAGS = ["-O3", "-ffast-math", "-fPIC", "-std=c++17", "-pthread"]
+# Linked apart, without -ffast-math: given at link time it adds crtfastmath.o (GCC < 13 even with
+# -shared), whose constructor turns on flush-to-zero for the loading process, so the user's own numpy
+# and torch code would silently flush subnormals to zero once nbinfer ran on a CPU.
+LINK_FLAGS = ["-shared", "-pthread"]
 _lock = threading.Lock()
 _loaded: dict[str, object] = {}
 
@@ -54,7 +58,7 @@ def _build(cxx: str) -> Path:
     text = b"\0".join(p.name.encode() + b"\0" + p.read_bytes() for p in sorted(SOURCE_DIR.glob("*.[ch]*")))
     errors = []
     for arch in (["-march=native"], []):       # some compilers/targets reject -march=native
-        key = hashlib.sha256(b"\0".join([text, " ".join(FLAGS + arch).encode(), version.encode(),
+        key = hashlib.sha256(b"\0".join([text, " ".join(FLAGS + arch + LINK_FLAGS).encode(), version.encode(),
                                          _cpu_flags().encode()])).hexdigest()[:16]
         out = _cache_dir() / f"nbinfer-cpu-{key}.so"
         if out.exists():
@@ -62,8 +66,14 @@ def _build(cxx: str) -> Path:
         out.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
             tmp_out = Path(tmp) / out.name
-            proc = subprocess.run([cxx, *FLAGS, *arch, f"-I{SOURCE_DIR}", *map(str, sources), "-o", str(tmp_out)],
-                                  capture_output=True, text=True, timeout=600)
+            objects = [Path(tmp) / f"{src.stem}.o" for src in sources]
+            commands = [[cxx, *FLAGS, *arch, f"-I{SOURCE_DIR}", "-c", str(src), "-o", str(obj)]
+                        for src, obj in zip(sources, objects)]
+            commands.append([cxx, *LINK_FLAGS, *map(str, objects), "-o", str(tmp_out)])
+            for command in commands:
+                proc = subprocess.run(command, capture_output=True, text=True, timeout=600)
+                if proc.returncode != 0:
+                    break
             if proc.returncode == 0:
                 os.replace(tmp_out, out)        # atomic: a concurrent build never sees half a file
                 return out
