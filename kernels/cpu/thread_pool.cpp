@@ -64,8 +64,7 @@ ThreadPool::~ThreadPool() {
     for (auto& t : workers_) t.join();
 }
 
-void ThreadPool::worker(int id) {
-    uint64_t seen = 0;
+void ThreadPool::worker(int id, uint64_t seen) {
     for (;;) {
         auto start = std::chrono::steady_clock::now();
         for (int i = 0; generation_.load(std::memory_order_acquire) == seen; ++i) {
@@ -94,7 +93,10 @@ void ThreadPool::run(int nthreads, const std::function<void(int, int)>& fn) {
     }
     while (int(workers_.size()) < nthreads - 1) {
         const int id = int(workers_.size()) + 1;
-        workers_.emplace_back([this, id] { worker(id); });
+        // it starts at the current run: from 0 it would take an earlier run for a new one and read
+        // job_ / active_ while they are written below, then acknowledge this run twice
+        const uint64_t seen = generation_.load(std::memory_order_acquire);
+        workers_.emplace_back([this, id, seen] { worker(id, seen); });
     }
     job_ = &fn;
     active_ = nthreads;

@@ -47,7 +47,7 @@ private:
         std::atomic<int> next{0};
         alignas(64) std::atomic<uint32_t> done{0};
     };
-    void worker(int id);
+    void worker(int id, uint64_t seen);   // seen: the run it was started at
     void finished(Slot& s);
     void wait_done(Slot& s, int n);
 
