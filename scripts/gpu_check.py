@@ -50,8 +50,9 @@ import triton.testing  # noqa: E402
 
 def _import_nbinfer():
     """Import nbinfer from this checkout; without an install, map kernels/ to nbinfer.kernels the way
-    pyproject.toml's package-dir does."""
-    sys.path.insert(0, str(ROOT))
+    pyproject.toml's package-dir does. The checkout goes last on the path: first, its kernels/ would
+    shadow PyPI's `kernels`, which transformers imports."""
+    sys.path.append(str(ROOT))
     import nbinfer  # noqa: F401
     try:
         import nbinfer.kernels  # noqa: F401

@@ -15,6 +15,10 @@ import sys
 import time
 import traceback
 
+# A script in the peer's own Python, which has no nbinfer: its runners are the modules beside it. Put
+# this folder on the path itself: Python does not where PYTHONSAFEPATH (or -P) is set.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
 RUNNERS = {"hf": ("hf_generate", "HFGenerate"), "vllm": ("vllm_engine", "VLLMEngine"),
            "llama-cpp": ("llama_cpp_runner", "LlamaCpp")}
 
