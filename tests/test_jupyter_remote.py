@@ -59,6 +59,15 @@ def connected(ip, server, capsys):
     wait_until(lambda: idle(llm), what="the server to be idle after the test")
 
 
+@pytest.fixture
+def slow_steps(server, monkeypatch):
+    """Every server step takes 20 ms more, so a test's long request is still running when it looks
+    (the C++ CPU step generates 300 tiny-model tokens in well under the dashboard's 0.5 s poll)."""
+    llm, _ = server
+    run = llm.engine.runner.run
+    monkeypatch.setattr(llm.engine.runner, "run", lambda batch: (time.sleep(0.02), run(batch))[1])
+
+
 def one_line_usage_error(fn, *args) -> str:
     with pytest.raises(UsageError) as e:
         fn(*args)
@@ -130,7 +139,7 @@ def test_generate_runs_on_the_server_and_equals_its_engine(ip, connected):
     assert ip.user_ns["c"].text == chat
 
 
-def test_stop_button_cancels_the_remote_requests_and_the_server_frees_their_blocks(ip, connected, capsys):
+def test_stop_button_cancels_the_remote_requests_and_the_server_frees_their_blocks(ip, connected, slow_steps, capsys):
     llm = connected
 
     def interrupt_when_running():
@@ -164,7 +173,7 @@ def test_sgl_cell_runs_on_the_server_and_equals_the_cell_in_process(ip, connecte
     assert remote.stats.num_requests == local.stats.num_requests
 
 
-def test_sgl_stop_button_is_one_line_and_the_server_frees_the_blocks(ip, connected):
+def test_sgl_stop_button_is_one_line_and_the_server_frees_the_blocks(ip, connected, slow_steps):
     llm = connected
 
     def interrupt_when_running():
@@ -193,7 +202,7 @@ def test_programs_outside_cells_find_the_connected_server(ip, connected):
 
 # -- the dashboard ----------------------------------------------------------------------------------
 
-def test_dashboard_frames_come_from_the_servers_metrics(ip, connected):
+def test_dashboard_frames_come_from_the_servers_metrics(ip, connected, slow_steps):
     from nbinfer.jupyter.dashboard import Dashboard
     from nbinfer.jupyter.publisher import Publisher
     from nbinfer.jupyter.remote_frame import RemoteFrame
