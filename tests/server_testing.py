@@ -32,3 +32,15 @@ def wait_until(predicate, timeout: float = 30.0, what: str = "condition"):
 def idle(llm) -> bool:
     s = llm.stats()
     return s.num_running == 0 and s.num_waiting == 0 and s.blocks_used == 0
+
+
+def slow_steps(llm, monkeypatch, seconds: float = 0.02) -> None:
+    """Every engine step of `llm` takes `seconds` more, so a test's long request is still running when
+    the test looks (the C++ CPU step generates 300 tiny-model tokens in a fraction of a second)."""
+    run = llm.engine.runner.run
+
+    def slowed(batch):
+        time.sleep(seconds)
+        return run(batch)
+
+    monkeypatch.setattr(llm.engine.runner, "run", slowed)

@@ -21,6 +21,7 @@ from nbinfer.jupyter import session  # noqa: E402
 from nbinfer.jupyter.remote_frame import RemoteMetricsReader  # noqa: E402
 from nbinfer.server import RemoteLLM  # noqa: E402
 from server_testing import idle, served, wait_until  # noqa: E402
+from server_testing import slow_steps as slow_steps_of  # noqa: E402
 
 PROGRAM = '''s += "Once upon a time, there was a little cat named Mia. She had a red ball and a big box."
 s += select("animal", choices=[" big dog", " moon", " xylophone quantum"])
@@ -61,11 +62,8 @@ def connected(ip, server, capsys):
 
 @pytest.fixture
 def slow_steps(server, monkeypatch):
-    """Every server step takes 20 ms more, so a test's long request is still running when it looks
-    (the C++ CPU step generates 300 tiny-model tokens in well under the dashboard's 0.5 s poll)."""
-    llm, _ = server
-    run = llm.engine.runner.run
-    monkeypatch.setattr(llm.engine.runner, "run", lambda batch: (time.sleep(0.02), run(batch))[1])
+    """The server's steps slowed (the dashboard polls /metrics every 0.5 s)."""
+    slow_steps_of(server[0], monkeypatch)
 
 
 def one_line_usage_error(fn, *args) -> str:

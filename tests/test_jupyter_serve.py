@@ -17,7 +17,7 @@ from IPython.core.interactiveshell import InteractiveShell  # noqa: E402
 
 from nbinfer import SamplingParams  # noqa: E402
 from nbinfer.jupyter import serving, session  # noqa: E402
-from server_testing import wait_until  # noqa: E402
+from server_testing import slow_steps, wait_until  # noqa: E402
 
 URL = re.compile(r"at (http://127\.0\.0\.1:\d+)")
 
@@ -69,10 +69,7 @@ def test_serve_answers_the_openai_client_with_the_notebooks_engine(ip, loaded, c
 
 
 def test_server_requests_are_tagged_in_stats_and_status(ip, loaded, capsys, monkeypatch):
-    # slow every step down, so the request is still running when status looks (the C++ CPU step
-    # finishes 300 tokens of the tiny model in a fraction of a second)
-    run = loaded.engine.runner.run
-    monkeypatch.setattr(loaded.engine.runner, "run", lambda batch: (time.sleep(0.02), run(batch))[1])
+    slow_steps(loaded, monkeypatch)     # the request must still be running when status looks
     url = serve(ip, capsys)
     with httpx.Client(base_url=url, timeout=60) as http:
         with http.stream("POST", "/v1/completions", json={"prompt": "Once upon a time", "max_tokens": 300,
