@@ -11,6 +11,8 @@ step's reference), which reach the arithmetic peak there.
 from __future__ import annotations
 
 import ctypes
+import logging
+import os
 
 import numpy as np
 import torch
@@ -30,6 +32,7 @@ def _library():
         lib.nbinfer_llama_free.argtypes = [_PTR]
         lib.nbinfer_llama_free.restype = None
         lib.nbinfer_llama_max_layers.restype = ctypes.c_int
+        lib.nbinfer_panel_width.restype = ctypes.c_int
         lib.nbinfer_llama_step.restype = None
         lib.nbinfer_llama_step.argtypes = ([_PTR, ctypes.c_int, _PTR, _PTR, _PTR, _PTR, ctypes.c_int64, _PTR,
                                             ctypes.c_int, ctypes.c_int, _PTR, _PTR, ctypes.c_float, ctypes.c_int, _PTR,
@@ -38,14 +41,45 @@ def _library():
     return lib
 
 
+def panels(w: torch.Tensor, width: int) -> torch.Tensor:
+    """[N, K] -> [ceil(N / width), K, width]: out[p, k, i] = w[p * width + i, k], rows past N zero
+    (the layout the C++ step's matrix products read, cpu/matmul.h)."""
+    n, k = w.shape
+    if n % width:
+        w = torch.cat([w, w.new_zeros(-n % width, k)])
+    return w.view(-1, width, k).transpose(1, 2).contiguous()
+
+
+def packed_weights(weights: list[torch.Tensor | None], intermediate: int, width: int) -> list[torch.Tensor | None]:
+    """cpu_step_weights() as the C++ step reads them: the LM head and each layer's matrices in panels
+    (gate_up as gate's panels, then up's, each padded on its own), the embedding as it is (rows are
+    looked up, not multiplied), the vectors (norms, biases) as fp32 copies of a few KB."""
+    out = []
+    for i, w in enumerate(weights):
+        if w is None or w.dim() == 1:
+            out.append(None if w is None else w.float().contiguous())
+        elif i == 0:
+            out.append(w)
+        elif (i - 3) % 12 == 8:         # gate_up [2I, H]
+            out.append(torch.cat([panels(w[:intermediate], width), panels(w[intermediate:], width)]))
+        else:
+            out.append(panels(w, width))
+    return out
+
+
+def _available_bytes() -> int:
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 1 << 62
+
+
 class LlamaStep:
-    """Holds the weights' addresses (and references, so they outlive it) and runs decode steps."""
+    """Holds the packed weights (and references to the rest, so they outlive it) and runs small steps."""
 
     def __init__(self, lib, cfg, weights: list[torch.Tensor | None], kv_cache: torch.Tensor, block_size: int,
                  cos: torch.Tensor, sin: torch.Tensor, threads: int):
-        # the matrices (2-D) are read where they are, in the cache's dtype; the vectors (norms, biases)
-        # as fp32 copies: a few KB, and the C++ reads them in fp32 whatever the model's dtype
-        weights = [None if w is None else w if w.dim() == 2 else w.float().contiguous() for w in weights]
+        weights = packed_weights(weights, cfg.intermediate_size, lib.nbinfer_panel_width())
         for w in weights:
             assert w is None or (w.dtype in (kv_cache.dtype, torch.float32) and w.is_contiguous()
                                  and w.device.type == "cpu")
@@ -105,5 +139,12 @@ def build(model, backend, kv_cache: torch.Tensor, block_size: int, cos: torch.Te
         return None
     lib = _library()
     if lib is None or cfg.num_layers > lib.nbinfer_llama_max_layers():
+        return None
+    # the packed copy doubles the matrices' memory: where that would not leave room, torch runs every step
+    matrices = sum(w.numel() * w.element_size() for w in model.cpu_step_weights()[1:] if w is not None and w.dim() == 2)
+    if matrices > _available_bytes() // 2:
+        logging.getLogger("nbinfer").warning(
+            "not enough free memory for the CPU step's packed weights (%.1f GB); running every step in torch",
+            matrices / 1e9)
         return None
     return LlamaStep(lib, cfg, model.cpu_step_weights(), kv_cache, block_size, cos, sin, threads)

@@ -80,7 +80,7 @@ def build_tiny_model(out: Path, family: str = "llama", seed: int = 0, max_shard_
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     tok = train_tokenizer(out)
-    cfg = hf_config(family, len(tok), **overrides)
+    cfg = hf_config(family, overrides.pop("vocab_size", len(tok)), **overrides)
     cfg.architectures = [{"llama": "LlamaForCausalLM", "llama3": "LlamaForCausalLM",
                           "mistral": "MistralForCausalLM", "qwen2": "Qwen2ForCausalLM",
                           "qwen3": "Qwen3ForCausalLM"}[family]]

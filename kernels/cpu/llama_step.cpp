@@ -11,9 +11,9 @@
 //              [attention per (token, KV head)] [o rows, += residual] [RMSNorm] [gate/up rows, SiLU*up]
 //              [down rows, += residual]
 //   then [RMSNorm of the rows wanted] [LM head rows].
-// Matrix rows are claimed in chunks of 32, so a thread slowed by another process takes fewer; each
-// chunk's weights are read once for all tokens (matmul.h). A token attends to its
-// sequence's context up to its own position, through the block table, after every new token's K/V is
+// Matrix rows are claimed two panels (32 rows with AVX2) at a time, so a thread slowed by another
+// process takes fewer; each panel's weights are read once from memory for all tokens (matmul.h). A
+// token attends to its sequence's context up to its own position, through the block table, after every new token's K/V is
 // written: one kernel for decode tokens and prefill chunks alike.
 // Numerics follow HF's fp32 forward op by op; sums run in another order (vectorised), so results agree
 // to rounding, not bit for bit, as between any two fp32 matmul kernels. With bf16 weights and cache
@@ -63,10 +63,12 @@ struct Model {
     std::vector<Layer> layers;
 };
 
-constexpr int kRows = 32;    // matrix rows claimed at a time
+constexpr int kRows = 2 * PW;    // matrix rows claimed at a time: two panels (matmul.h), 32 with AVX2
 
-// out = weight * (x * rsqrt(mean(x^2) + eps)), as HF's LlamaRMSNorm in fp32
-void rms_norm(const float* __restrict x, const float* __restrict w, int n, float eps, float* __restrict out) {
+// out[i * os] = weight * (x * rsqrt(mean(x^2) + eps)), as HF's LlamaRMSNorm in fp32 (os: the output's
+// stride, a packed group's width when a matrix product reads it: matmul.h)
+void rms_norm(const float* __restrict x, const float* __restrict w, int n, float eps, float* __restrict out,
+              int os = 1) {
     gvec acc = {};
     int i = 0;
     for (; i + GW <= n; i += GW) {
@@ -76,7 +78,7 @@ void rms_norm(const float* __restrict x, const float* __restrict w, int n, float
     float ss = ghsum(acc);
     for (; i < n; ++i) ss += x[i] * x[i];
     const float inv = 1.f / std::sqrt(ss / n + eps);
-    for (i = 0; i < n; ++i) out[i] = w[i] * (x[i] * inv);
+    for (i = 0; i < n; ++i) out[size_t(i) * os] = w[i] * (x[i] * inv);
 }
 
 // HF's rotate-half RoPE on one head: x * cos + rotate_half(x) * sin (cos/sin: the position's table rows)
@@ -111,24 +113,28 @@ struct Step {
 
     void operator()(int, int) const {
         const int H = m.H, I = m.I, D = m.D, Hq = m.Hq, Hk = m.Hk, G = Hq / Hk;
-        const int nqkv = (Hq + 2 * Hk) * D;
+        const int nqkv = (Hq + 2 * Hk) * D, Ip = (I + PW - 1) / PW * PW;
         ThreadPool& p = pool();
-        std::vector<float> y(size_t(T) * 2 * kRows), sc(size_t(G) * lmax), acc(size_t(G) * D);
+        std::vector<float> y(size_t(std::max(T, R)) * kRows), sc(size_t(G) * lmax), acc(size_t(G) * D), o(size_t(G) * D);
+        // xn: the norm's output, packed for the matrix products (matmul.h), as are attn and act
         auto normed = [&](int slot, const float* w) {
-            p.parallel_for(slot, T, [&](int t) { rms_norm(resid + size_t(t) * H, w, H, m.eps, xn + size_t(t) * H); });
+            p.parallel_for(slot, T, [&](int t) {
+                rms_norm(resid + size_t(t) * H, w, H, m.eps, xn + packed_at(t, 0, H, T), std::min(MT, T - t / MT * MT));
+            });
         };
-        // out[t][r] (+)= bias[r] + W[r] . x[t], in chunks of kRows rows
+        // out[t][r] (+)= bias[r] + W[r] . x[t], in chunks of kRows rows (kRows / PW panels)
         auto project = [&](int slot, const void* weight, const float* bias, int N, int K, const float* x, float* out,
                            bool accumulate) {
-            const W* Wt = static_cast<const W*>(weight);
-            p.parallel_for(slot, (N + kRows - 1) / kRows, [&](int chunk) {
-                const int c = chunk * kRows, r1 = std::min(N, c + kRows);
-                matmul_rows(Wt, K, x, K, T, c, r1, y.data(), kRows);
+            const W* P = static_cast<const W*>(weight);
+            const int panels = (N + PW - 1) / PW, per = kRows / PW;
+            p.parallel_for(slot, (panels + per - 1) / per, [&](int chunk) {
+                const int p0 = chunk * per, p1 = std::min(panels, p0 + per), c = p0 * PW, r1 = std::min(N, p1 * PW);
+                matmul_panels(P, K, x, T, p0, p1, y.data(), kRows);
                 for (int t = 0; t < T; ++t)
                     for (int r = c; r < r1; ++r) {
                         const float v = y[size_t(t) * kRows + r - c] + (bias ? bias[r] : 0.f);
-                        float& o = out[size_t(t) * N + r];
-                        o = accumulate ? o + v : v;
+                        float& dst = out[size_t(t) * N + r];
+                        dst = accumulate ? dst + v : v;
                     }
             });
         };
@@ -165,29 +171,39 @@ struct Step {
                 const int t = item / Hk, h = item % Hk;
                 attend(q + size_t(t) * Hq * D + size_t(h) * G * D, kc + int64_t(h) * D * S, vc + int64_t(h) * S * D,
                        tables + size_t(seq_of[t]) * table_width, int(pos[t]) + 1, G, D, S, bs, sc.data(), acc.data(),
-                       attn + size_t(t) * Hq * D + size_t(h) * G * D);
+                       o.data());
+                const int os = std::min(MT, T - t / MT * MT);
+                float* dst = attn + packed_at(t, h * G * D, Hq * D, T);
+                for (int i = 0; i < G * D; ++i) dst[size_t(i) * os] = o[i];
             });
             project(slot + 4, w.o, w.o_b, H, Hq * D, attn, resid, true);
             normed(slot + 5, w.ln2);
-            constexpr int half = kRows / 2;                            // gate rows c.., up rows I + c..
-            p.parallel_for(slot + 6, (I + half - 1) / half, [&](int chunk) {
-                const int c = chunk * half, j1 = std::min(I, c + half), n = j1 - c;
+            // gate rows in panels [0, Ip / PW), up rows from panel Ip / PW (cpu_llama.py pads each to Ip)
+            p.parallel_for(slot + 6, Ip / PW, [&](int panel) {
+                const int c = panel * PW, n = std::min(I, c + PW) - c;
                 const W* gu = static_cast<const W*>(w.gate_up);
-                matmul_rows(gu, H, xn, H, T, c, j1, y.data(), kRows);
-                matmul_rows(gu, H, xn, H, T, I + c, I + j1, y.data() + half, kRows);
-                for (int t = 0; t < T; ++t)
+                matmul_panels(gu, H, xn, T, panel, panel + 1, y.data(), kRows);
+                matmul_panels(gu, H, xn, T, Ip / PW + panel, Ip / PW + panel + 1, y.data() + PW, kRows);
+                for (int t = 0; t < T; ++t) {
+                    float* dst = act + packed_at(t, c, I, T);
+                    const int os = std::min(MT, T - t / MT * MT);
                     for (int j = 0; j < n; ++j) {
-                        float g = y[size_t(t) * kRows + j], u = y[size_t(t) * kRows + half + j];
+                        float g = y[size_t(t) * kRows + j], u = y[size_t(t) * kRows + PW + j];
                         if (w.gate_up_b) g += w.gate_up_b[c + j], u += w.gate_up_b[I + c + j];
-                        act[size_t(t) * I + c + j] = g / (1.f + std::exp(-g)) * u;
+                        dst[size_t(j) * os] = g / (1.f + std::exp(-g)) * u;
                     }
+                }
             });
             project(slot + 7, w.down, w.down_b, H, I, act, resid, true);
         }
-        p.parallel_for(slot, R, [&](int r) { rms_norm(resid + size_t(rows[r]) * H, m.norm, H, m.eps, xn + size_t(r) * H); });
-        p.parallel_for(slot + 1, R ? (m.V + kRows - 1) / kRows : 0, [&](int chunk) {
-            const int c = chunk * kRows;
-            matmul_rows(static_cast<const W*>(m.lm_head), H, xn, H, R, c, std::min(m.V, c + kRows), logits + c, m.V);
+        p.parallel_for(slot, R, [&](int r) {
+            rms_norm(resid + size_t(rows[r]) * H, m.norm, H, m.eps, xn + packed_at(r, 0, H, R), std::min(MT, R - r / MT * MT));
+        });
+        const int vpanels = (m.V + PW - 1) / PW, per = kRows / PW;
+        p.parallel_for(slot + 1, R ? (vpanels + per - 1) / per : 0, [&](int chunk) {
+            const int p0 = chunk * per, p1 = std::min(vpanels, p0 + per), c = p0 * PW, r1 = std::min(m.V, p1 * PW);
+            matmul_panels(static_cast<const W*>(m.lm_head), H, xn, R, p0, p1, y.data(), kRows);
+            for (int r = 0; r < R; ++r) std::memcpy(logits + size_t(r) * m.V + c, y.data() + size_t(r) * kRows, sizeof(float) * (r1 - c));
         });
     }
 };
@@ -195,11 +211,13 @@ struct Step {
 }  // namespace
 
 extern "C" int nbinfer_llama_max_layers() { return (ThreadPool::kSlots - 2) / kSlotsPerLayer; }
+extern "C" int nbinfer_panel_width() { return PW; }
 
 // dims: L, H, I, Hq, Hk, D, V. weights: embed [V, H], final norm [H], LM head [V, H], then per layer
 // ln1, qkv [(Hq+2Hk)*D, H], qkv bias, q_norm [D], k_norm [D], o [H, Hq*D], o bias, ln2, gate_up [2I, H],
 // gate_up bias, down [H, I], down bias (absent ones null). The embedding, the LM head and the four
-// matrices per layer hold `dtype` elements (DType), the rest fp32.
+// matrices per layer hold `dtype` elements (DType), the rest fp32. The LM head and the matrices come
+// packed in panels (matmul.h; kernels/cpu_llama.py packs them), gate_up as gate's panels then up's.
 extern "C" void* nbinfer_llama_new(const int32_t* dims, float eps, const void* const* weights, int dtype) {
     auto f = [](const void* p) { return static_cast<const float*>(p); };
     auto* m = new Model{dims[0], dims[1], dims[2], dims[3], dims[4], dims[5], dims[6], eps, DType(dtype),

@@ -34,6 +34,7 @@ def _run(llm, use_step: bool):
         llm.reset_prefix_cache()
         params = SamplingParams(temperature=0, max_tokens=12, ignore_eos=True, logprobs=3)
         outs = llm.generate(PROMPTS[:1], params) + llm.generate(PROMPTS[:3], params)
+        outs += llm.generate(PROMPTS[:5], params) + llm.generate(PROMPTS[:6], params)
         outs += llm.generate(PROMPTS, params)                 # 10 sequences, a first step over MAX_TOKENS
         # a prompt extending a cached one, with prompt log-probs: a prefill chunk after a cached prefix
         outs += llm.generate(PROMPTS[2] + " wanted to write stories", SamplingParams(
@@ -48,9 +49,13 @@ def _run(llm, use_step: bool):
     return got, calls
 
 
-@pytest.mark.parametrize("family", ["llama", "llama3", "mistral", "qwen2", "qwen3"])
-def test_cpu_step_matches_the_torch_forward(model_dir, family):
-    with LLM(model_dir(family), block_size=4, num_kv_blocks=256, max_num_batched_tokens=80) as llm:
+# the last case: no dimension a multiple of the weight panels' 16 (or 32) rows, so the packed
+# matrices are padded (cpu_llama.panels); the steps' sizes (1, 3, 5, 6, 10 and the chunks) give the
+# packed token groups (matmul.h, groups of 6) every size
+@pytest.mark.parametrize("family,dims", [("llama", {}), ("llama3", {}), ("mistral", {}), ("qwen2", {}), ("qwen3", {}),
+                                         ("qwen3", {"hidden_size": 72, "intermediate_size": 100, "vocab_size": 403})])
+def test_cpu_step_matches_the_torch_forward(model_dir, family, dims):
+    with LLM(model_dir(family, **dims), block_size=4, num_kv_blocks=256, max_num_batched_tokens=80) as llm:
         if llm.engine.runner.cpu_step is None:
             pytest.skip("the CPU kernels could not be built here (no C++ compiler?)")
         ours, calls = _run(llm, use_step=True)
@@ -94,6 +99,13 @@ def test_bf16_step_keeps_fp32_sums(model_dir):
         assert [t for t, _ in got] == [t for t, _ in ref]
         return max(abs(a - b) for (_, lps), (_, ref_lps) in zip(got, ref) for a, b in zip(lps, ref_lps))
     assert worst(ours) < 0.03 and worst(ours) < worst(torch_bf16) / 2
+
+
+def test_panels_hold_the_rows_in_the_step_layout():
+    w = torch.arange(5 * 3, dtype=torch.float32).view(5, 3)
+    p = cpu_llama.panels(w, 4)
+    assert p.shape == (2, 3, 4)
+    assert torch.equal(p[1, :, 0], w[4]) and torch.equal(p[0, 2], w[:4, 2]) and not p[1, :, 1:].any()
 
 
 def test_the_step_is_only_built_where_it_applies(model_dir):
