@@ -22,8 +22,19 @@ def test_tuner_alternates_then_keeps_the_faster(monkeypatch):
     assert tuner.choice == {ThreadTuner.bucket(32): 1}
     with tuner.step(40):                     # same bucket (32-63): decided, no more trials
         assert torch.get_num_threads() == 1
-    with tuner.step(4096):                   # another bucket starts its own trials
-        assert ThreadTuner.bucket(4096) not in tuner.choice
+    with tuner.step(100):                    # another bucket starts its own trials
+        assert ThreadTuner.bucket(100) not in tuner.choice
+
+
+def test_long_steps_take_every_thread_without_a_trial(monkeypatch):
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: seen.append(n))
+    seen = []
+    tuner = ThreadTuner(2)
+    for n in (cpu_threads.ALL_THREADS_FROM, 2048, 4096):
+        with tuner.step(n):
+            pass
+    assert seen[::2] == [2, 2, 2]
+    assert all(tuner.choice[ThreadTuner.bucket(n)] == 2 for n in (256, 2048, 4096))
 
 
 def test_single_core_machines_never_switch():

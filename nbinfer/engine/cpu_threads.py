@@ -6,7 +6,10 @@ softmax takes 6 us on the main thread, 100 us on another with 2 threads, 6 us wi
 of a small model is hundreds of such small ops, so one thread is faster; a bigger model's matmuls are
 large enough that all threads win (tiny 4-layer model, 32 decodes: 33 ms on 1 thread vs 45 ms on 2;
 Qwen2.5-0.5B shape: 500 ms vs 400 ms). Which side a step falls on depends on the model, the batch
-and the machine, so the engine tries both for each step size and keeps the faster.
+and the machine, so the engine tries both for each step size and keeps the faster. Steps of
+ALL_THREADS_FROM tokens and more (long prefill chunks) are GEMM-bound and take every thread without
+a trial: trying one thread there cost whole seconds (SmolLM2-135M, a 2048-token chunk: 8.9 s on one
+thread, 5.1 s on two), and a batch's prefill is only a few such steps.
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ from contextlib import contextmanager
 import torch
 
 TRIALS = 3          # timed steps per candidate and step-size bucket before deciding
+ALL_THREADS_FROM = 256
 
 
 class ThreadTuner:
@@ -30,6 +34,8 @@ class ThreadTuner:
         return max(num_tokens, 1).bit_length()     # powers of two: 1, 2-3, 4-7, ...
 
     def _next(self, bucket: int) -> int:
+        if bucket >= self.bucket(ALL_THREADS_FROM):
+            self.choice[bucket] = max(self.candidates)
         if bucket in self.choice:
             return self.choice[bucket]
         times = self._times.setdefault(bucket, {c: [] for c in self.candidates})
