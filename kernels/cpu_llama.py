@@ -1,6 +1,7 @@
 """The CPU step (cpu/llama_step.cpp): a small step (decode tokens, short prefill chunks, at most
 MAX_TOKENS packed tokens) through the whole model to logits in one C++ call, for Llama-family models
-with fp32 or bf16 weights on the CPU backend's KV layout (of the same dtype).
+with fp32 or bf16 weights (or int8 matrices: nbinfer/models/quantize.py) on the CPU backend's KV
+layout (of the model's dtype).
 
 Small steps are where torch pays most for being called op by op from the engine's thread: one token's
 step is bound by reading the weights once, a few dozen tokens' by arithmetic on weights read once;
@@ -21,14 +22,15 @@ from . import cpu_build
 
 MAX_TOKENS = 64      # steps of up to this many tokens run here; larger ones on torch's GEMMs
 _PTR = ctypes.c_void_p
-_DTYPES = {torch.float32: 0, torch.bfloat16: 1}     # the C++ step's DType codes (cpu/llama_step.cpp)
+_DTYPES = {torch.float32: 0, torch.bfloat16: 1, torch.int8: 2}   # the C++ step's DType codes (cpu/llama_step.cpp)
+Int8 = dict[int, tuple[torch.Tensor, torch.Tensor]]     # quantize.quantize_int8's: data_ptr -> (q, row scales)
 
 
 def _library():
     lib = cpu_build.library()
     if lib is not None and not getattr(lib, "_llama_ready", False):
         lib.nbinfer_llama_new.restype = _PTR
-        lib.nbinfer_llama_new.argtypes = [_PTR, ctypes.c_float, _PTR, ctypes.c_int]
+        lib.nbinfer_llama_new.argtypes = [_PTR, ctypes.c_float, _PTR, _PTR, ctypes.c_int, ctypes.c_int]
         lib.nbinfer_llama_free.argtypes = [_PTR]
         lib.nbinfer_llama_free.restype = None
         lib.nbinfer_llama_max_layers.restype = ctypes.c_int
@@ -50,17 +52,23 @@ def panels(w: torch.Tensor, width: int) -> torch.Tensor:
     return w.view(-1, width, k).transpose(1, 2).contiguous()
 
 
-def packed_weights(weights: list[torch.Tensor | None], intermediate: int, width: int) -> list[torch.Tensor | None]:
+def _is_matrix(i: int, w: torch.Tensor | None) -> bool:
+    return w is not None and w.dim() == 2 and i != 0        # index 0: the embedding, looked up by row
+
+
+def packed_weights(weights: list[torch.Tensor | None], intermediate: int, width: int,
+                   int8: Int8 | None = None) -> list[torch.Tensor | None]:
     """cpu_step_weights() as the C++ step reads them: the LM head and each layer's matrices in panels
-    (gate_up as gate's panels, then up's, each padded on its own), the embedding as it is (rows are
-    looked up, not multiplied), the vectors (norms, biases) as fp32 copies of a few KB."""
+    (gate_up as gate's panels, then up's, each padded on its own; their int8 values where int8 has
+    them), the embedding as it is, the vectors (norms, biases) as fp32 copies of a few KB."""
     out = []
     for i, w in enumerate(weights):
-        if w is None or w.dim() == 1:
-            out.append(None if w is None else w.float().contiguous())
-        elif i == 0:
-            out.append(w)
-        elif (i - 3) % 12 == 8:         # gate_up [2I, H]
+        if not _is_matrix(i, w):
+            out.append(None if w is None else w if w.dim() == 2 else w.float().contiguous())
+            continue
+        if int8:
+            w = int8[w.data_ptr()][0]
+        if (i - 3) % 12 == 8:           # gate_up [2I, H]
             out.append(torch.cat([panels(w[:intermediate], width), panels(w[intermediate:], width)]))
         else:
             out.append(panels(w, width))
@@ -78,22 +86,27 @@ class LlamaStep:
     """Holds the packed weights (and references to the rest, so they outlive it) and runs small steps."""
 
     def __init__(self, lib, cfg, weights: list[torch.Tensor | None], kv_cache: torch.Tensor, block_size: int,
-                 cos: torch.Tensor, sin: torch.Tensor, threads: int):
-        weights = packed_weights(weights, cfg.intermediate_size, lib.nbinfer_panel_width())
-        for w in weights:
-            assert w is None or (w.dtype in (kv_cache.dtype, torch.float32) and w.is_contiguous()
-                                 and w.device.type == "cpu")
-        assert all(w.dtype == kv_cache.dtype for w in weights if w is not None and w.dim() == 2)
+                 cos: torch.Tensor, sin: torch.Tensor, threads: int, int8: Int8 | None = None):
+        matrix = [_is_matrix(i, w) for i, w in enumerate(weights)]
+        scales = [int8[w.data_ptr()][1] if int8 and m else None for w, m in zip(weights, matrix)]
+        weights = packed_weights(weights, cfg.intermediate_size, lib.nbinfer_panel_width(), int8)
+        wtype = torch.int8 if int8 else kv_cache.dtype
+        for i, (w, m) in enumerate(zip(weights, matrix)):
+            assert w is None or (w.is_contiguous() and w.device.type == "cpu" and w.dtype == (
+                wtype if m else kv_cache.dtype if i == 0 else torch.float32))
         assert kv_cache.is_contiguous() and cos.is_contiguous() and sin.is_contiguous()
         assert cos.dtype == sin.dtype == torch.float32
         self.lib, self.threads, self.block_size = lib, threads, block_size
         self.vocab, self.scale = cfg.vocab_size, cfg.head_dim ** -0.5
-        self.kv_cache, self.cos, self.sin, self._weights = kv_cache, cos, sin, weights
+        self.kv_cache, self.cos, self.sin, self._weights = kv_cache, cos, sin, weights + scales
+        self.quantized = bool(int8)
         self.slots = kv_cache.shape[-1]
         dims = np.array([cfg.num_layers, cfg.hidden_size, cfg.intermediate_size, cfg.num_heads, cfg.num_kv_heads,
                          cfg.head_dim, cfg.vocab_size], dtype=np.int32)
         ptrs = (_PTR * len(weights))(*[None if w is None else w.data_ptr() for w in weights])
-        self._handle = lib.nbinfer_llama_new(dims.ctypes.data, cfg.rms_norm_eps, ptrs, _DTYPES[kv_cache.dtype])
+        sptrs = (_PTR * len(scales))(*[None if s is None else s.data_ptr() for s in scales])
+        self._handle = lib.nbinfer_llama_new(dims.ctypes.data, cfg.rms_norm_eps, ptrs, sptrs, _DTYPES[wtype],
+                                             _DTYPES[kv_cache.dtype])
 
     def takes(self, num_tokens: int) -> bool:
         return 0 < num_tokens <= MAX_TOKENS
@@ -128,23 +141,24 @@ class LlamaStep:
 
 
 def build(model, backend, kv_cache: torch.Tensor, block_size: int, cos: torch.Tensor, sin: torch.Tensor,
-          threads: int) -> LlamaStep | None:
+          threads: int, int8: Int8 | None = None) -> LlamaStep | None:
     """The step for this model, or None where it does not apply (then every step runs in torch):
     it needs the CPU attention backend's cache layout, fp32 or bf16, head_dim a multiple of 16 (and <= 1024),
     the library."""
     cfg = model.cfg
     if (getattr(backend, "name", None) != "cpu" or getattr(backend, "kernel", None) is None
-            or kv_cache.dtype not in _DTYPES or kv_cache.device.type != "cpu" or cfg.head_dim % 16 or cfg.head_dim > 1024
+            or kv_cache.dtype not in (torch.float32, torch.bfloat16) or kv_cache.device.type != "cpu" or cfg.head_dim % 16 or cfg.head_dim > 1024
             or cfg.num_heads % cfg.num_kv_heads):
         return None
     lib = _library()
     if lib is None or cfg.num_layers > lib.nbinfer_llama_max_layers():
         return None
     # the packed copy doubles the matrices' memory: where that would not leave room, torch runs every step
-    matrices = sum(w.numel() * w.element_size() for w in model.cpu_step_weights()[1:] if w is not None and w.dim() == 2)
+    matrices = sum(w.numel() * (1 if int8 else w.element_size())
+                   for i, w in enumerate(model.cpu_step_weights()) if _is_matrix(i, w))
     if matrices > _available_bytes() // 2:
         logging.getLogger("nbinfer").warning(
             "not enough free memory for the CPU step's packed weights (%.1f GB); running every step in torch",
             matrices / 1e9)
         return None
-    return LlamaStep(lib, cfg, model.cpu_step_weights(), kv_cache, block_size, cos, sin, threads)
+    return LlamaStep(lib, cfg, model.cpu_step_weights(), kv_cache, block_size, cos, sin, threads, int8)

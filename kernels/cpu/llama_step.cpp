@@ -1,4 +1,5 @@
-// A step of a Llama-family model on the CPU, fp32 or bf16 weights and KV cache: a few packed tokens (decode tokens, short prefill
+// A step of a Llama-family model on the CPU, fp32 or bf16 weights and KV cache (or int8 matrices, one
+// fp32 scale per output row, beside either): a few packed tokens (decode tokens, short prefill
 // chunks) through every layer to the logits of the rows asked for, in one call (kernels/cpu_llama.py;
 // the torch model in nbinfer/models/llama.py is the reference and runs every step this one does not).
 //
@@ -47,19 +48,21 @@ struct Layer {
     const float* gate_up_b;
     const void* down;
     const float* down_b;
+    const float *qkv_s, *o_s, *gate_up_s, *down_s;   // int8 matrices' row scales (else null)
 };
 constexpr int kLayerWeights = 12;
 constexpr int kSlotsPerLayer = 8;       // parallel phases per layer (ThreadPool slots)
 
-enum class DType { f32 = 0, bf16 = 1 };   // of the matrices, the embedding and the KV cache
+enum class DType { f32 = 0, bf16 = 1, i8 = 2 };   // of the matrices; the embedding and KV cache: f32 or bf16
 
 struct Model {
     int L, H, I, Hq, Hk, D, V;
     float eps;
-    DType dtype;
+    DType wtype, kvtype;
     const void* embed;
     const float* norm;
     const void* lm_head;
+    const float* lm_head_s;
     std::vector<Layer> layers;
 };
 
@@ -91,8 +94,8 @@ void rope(float* __restrict x, const float* __restrict c, const float* __restric
     }
 }
 
-// W: the element type of the matrices, the embedding and the KV cache (float or bf16)
-template <class W>
+// Wt: the matrices' element type (float, bf16 or int8); W: the embedding's and the KV cache's (float or bf16)
+template <class Wt, class W>
 struct Step {
     const Model& m;
     int T;
@@ -123,16 +126,16 @@ struct Step {
             });
         };
         // out[t][r] (+)= bias[r] + W[r] . x[t], in chunks of kRows rows (kRows / PW panels)
-        auto project = [&](int slot, const void* weight, const float* bias, int N, int K, const float* x, float* out,
-                           bool accumulate) {
-            const W* P = static_cast<const W*>(weight);
+        auto project = [&](int slot, const void* weight, const float* rscale, const float* bias, int N, int K,
+                           const float* x, float* out, bool accumulate) {
+            const Wt* P = static_cast<const Wt*>(weight);
             const int panels = (N + PW - 1) / PW, per = kRows / PW;
             p.parallel_for(slot, (panels + per - 1) / per, [&](int chunk) {
                 const int p0 = chunk * per, p1 = std::min(panels, p0 + per), c = p0 * PW, r1 = std::min(N, p1 * PW);
                 matmul_panels(P, K, x, T, p0, p1, y.data(), kRows);
                 for (int t = 0; t < T; ++t)
                     for (int r = c; r < r1; ++r) {
-                        const float v = y[size_t(t) * kRows + r - c] + (bias ? bias[r] : 0.f);
+                        const float v = y[size_t(t) * kRows + r - c] * (rscale ? rscale[r] : 1.f) + (bias ? bias[r] : 0.f);
                         float& dst = out[size_t(t) * N + r];
                         dst = accumulate ? dst + v : v;
                     }
@@ -144,7 +147,7 @@ struct Step {
             W* kc = kv + int64_t(l) * 2 * Hk * D * S;           // K [Hk, D, S]
             W* vc = kc + int64_t(Hk) * D * S;                  // V [Hk, S, D]
             normed(slot, w.ln1);
-            project(slot + 1, w.qkv, w.qkv_b, nqkv, H, xn, qkv, false);
+            project(slot + 1, w.qkv, w.qkv_s, w.qkv_b, nqkv, H, xn, qkv, false);
             p.parallel_for(slot + 2, T * Hk, [&](int item) {         // q/k norm, RoPE, K/V into the cache
                 const int t = item / Hk, h = item % Hk;
                 const float* row = qkv + size_t(t) * nqkv;
@@ -176,12 +179,12 @@ struct Step {
                 float* dst = attn + packed_at(t, h * G * D, Hq * D, T);
                 for (int i = 0; i < G * D; ++i) dst[size_t(i) * os] = o[i];
             });
-            project(slot + 4, w.o, w.o_b, H, Hq * D, attn, resid, true);
+            project(slot + 4, w.o, w.o_s, w.o_b, H, Hq * D, attn, resid, true);
             normed(slot + 5, w.ln2);
             // gate rows in panels [0, Ip / PW), up rows from panel Ip / PW (cpu_llama.py pads each to Ip)
             p.parallel_for(slot + 6, Ip / PW, [&](int panel) {
                 const int c = panel * PW, n = std::min(I, c + PW) - c;
-                const W* gu = static_cast<const W*>(w.gate_up);
+                const Wt* gu = static_cast<const Wt*>(w.gate_up);
                 matmul_panels(gu, H, xn, T, panel, panel + 1, y.data(), kRows);
                 matmul_panels(gu, H, xn, T, Ip / PW + panel, Ip / PW + panel + 1, y.data() + PW, kRows);
                 for (int t = 0; t < T; ++t) {
@@ -189,12 +192,13 @@ struct Step {
                     const int os = std::min(MT, T - t / MT * MT);
                     for (int j = 0; j < n; ++j) {
                         float g = y[size_t(t) * kRows + j], u = y[size_t(t) * kRows + PW + j];
+                        if (w.gate_up_s) g *= w.gate_up_s[c + j], u *= w.gate_up_s[I + c + j];
                         if (w.gate_up_b) g += w.gate_up_b[c + j], u += w.gate_up_b[I + c + j];
                         dst[size_t(j) * os] = g / (1.f + std::exp(-g)) * u;
                     }
                 }
             });
-            project(slot + 7, w.down, w.down_b, H, I, act, resid, true);
+            project(slot + 7, w.down, w.down_s, w.down_b, H, I, act, resid, true);
         }
         p.parallel_for(slot, R, [&](int r) {
             rms_norm(resid + size_t(rows[r]) * H, m.norm, H, m.eps, xn + packed_at(r, 0, H, R), std::min(MT, R - r / MT * MT));
@@ -202,8 +206,10 @@ struct Step {
         const int vpanels = (m.V + PW - 1) / PW, per = kRows / PW;
         p.parallel_for(slot + 1, R ? (vpanels + per - 1) / per : 0, [&](int chunk) {
             const int p0 = chunk * per, p1 = std::min(vpanels, p0 + per), c = p0 * PW, r1 = std::min(m.V, p1 * PW);
-            matmul_panels(static_cast<const W*>(m.lm_head), H, xn, R, p0, p1, y.data(), kRows);
-            for (int r = 0; r < R; ++r) std::memcpy(logits + size_t(r) * m.V + c, y.data() + size_t(r) * kRows, sizeof(float) * (r1 - c));
+            matmul_panels(static_cast<const Wt*>(m.lm_head), H, xn, R, p0, p1, y.data(), kRows);
+            for (int r = 0; r < R; ++r)
+                for (int v = c; v < r1; ++v)
+                    logits[size_t(r) * m.V + v] = y[size_t(r) * kRows + v - c] * (m.lm_head_s ? m.lm_head_s[v] : 1.f);
         });
     }
 };
@@ -215,17 +221,20 @@ extern "C" int nbinfer_panel_width() { return PW; }
 
 // dims: L, H, I, Hq, Hk, D, V. weights: embed [V, H], final norm [H], LM head [V, H], then per layer
 // ln1, qkv [(Hq+2Hk)*D, H], qkv bias, q_norm [D], k_norm [D], o [H, Hq*D], o bias, ln2, gate_up [2I, H],
-// gate_up bias, down [H, I], down bias (absent ones null). The embedding, the LM head and the four
-// matrices per layer hold `dtype` elements (DType), the rest fp32. The LM head and the matrices come
-// packed in panels (matmul.h; kernels/cpu_llama.py packs them), gate_up as gate's panels then up's.
-extern "C" void* nbinfer_llama_new(const int32_t* dims, float eps, const void* const* weights, int dtype) {
+// gate_up bias, down [H, I], down bias (absent ones null). The LM head and the four matrices per layer
+// hold `wtype` elements (DType) packed in panels (matmul.h; kernels/cpu_llama.py packs them, gate_up as
+// gate's panels then up's); the embedding `kvtype` elements, as the KV cache; the rest fp32. scales: in
+// the same order, each int8 matrix's fp32 scale per row of the unpacked matrix (null elsewhere).
+extern "C" void* nbinfer_llama_new(const int32_t* dims, float eps, const void* const* weights,
+                                   const void* const* scales, int wtype, int kvtype) {
     auto f = [](const void* p) { return static_cast<const float*>(p); };
-    auto* m = new Model{dims[0], dims[1], dims[2], dims[3], dims[4], dims[5], dims[6], eps, DType(dtype),
-                        weights[0], f(weights[1]), weights[2], {}};
+    auto* m = new Model{dims[0], dims[1], dims[2], dims[3], dims[4], dims[5], dims[6], eps, DType(wtype), DType(kvtype),
+                        weights[0], f(weights[1]), weights[2], f(scales[2]), {}};
     for (int l = 0; l < m->L; ++l) {
         const void* const* w = weights + 3 + l * kLayerWeights;
+        const void* const* sc = scales + 3 + l * kLayerWeights;
         m->layers.push_back({f(w[0]), w[1], f(w[2]), f(w[3]), f(w[4]), w[5], f(w[6]), f(w[7]), w[8], f(w[9]), w[10],
-                             f(w[11])});
+                             f(w[11]), f(sc[1]), f(sc[5]), f(sc[8]), f(sc[10])});
     }
     return m;
 }
@@ -233,10 +242,11 @@ extern "C" void* nbinfer_llama_new(const int32_t* dims, float eps, const void* c
 extern "C" void nbinfer_llama_free(void* model) { delete static_cast<Model*>(model); }
 
 namespace {
-template <class W>
-void run_step(const Model& m, int T, const int64_t* ids, const int64_t* pos, const int32_t* seq_of, W* kv, int64_t S,
+template <class Wt, class W>
+void run_step(const Model& m, int T, const int64_t* ids, const int64_t* pos, const int32_t* seq_of, void* kvp, int64_t S,
               const int32_t* tables, int table_width, int bs, const float* cos, const float* sin, float scale, int R,
               const int32_t* rows, float* logits, int nthreads) {
+    W* kv = static_cast<W*>(kvp);
     int64_t maxpos = 0;
     for (int t = 0; t < T; ++t) maxpos = std::max(maxpos, pos[t]);
     std::vector<float> resid(size_t(T) * m.H), xn(size_t(std::max(T, R)) * m.H);
@@ -246,9 +256,21 @@ void run_step(const Model& m, int T, const int64_t* ids, const int64_t* pos, con
     for (int t = 0; t < T; ++t)
         for (int i = 0; i < m.H; ++i) resid[size_t(t) * m.H + i] = to_f32(embed[ids[t] * m.H + i]);
     const int lmax = int((maxpos + 1 + bs - 1) / bs * bs);
-    const Step<W> step{m, T, pos, seq_of, kv, S, tables, table_width, bs, cos, sin, scale, R, rows, logits,
-                       resid.data(), xn.data(), qkv.data(), q.data(), attn.data(), act.data(), lmax};
+    const Step<Wt, W> step{m, T, pos, seq_of, kv, S, tables, table_width, bs, cos, sin, scale, R, rows, logits,
+                           resid.data(), xn.data(), qkv.data(), q.data(), attn.data(), act.data(), lmax};
     pool().run(std::max(1, nthreads), step);
+}
+
+template <class W>
+void run_with_cache(const Model& m, int T, const int64_t* ids, const int64_t* pos, const int32_t* seq_of, void* kv,
+                    int64_t S, const int32_t* tables, int table_width, int bs, const float* cos, const float* sin,
+                    float scale, int R, const int32_t* rows, float* logits, int nthreads) {
+    if (m.wtype == DType::i8)
+        run_step<int8_t, W>(m, T, ids, pos, seq_of, kv, S, tables, table_width, bs, cos, sin, scale, R, rows, logits,
+                            nthreads);
+    else
+        run_step<W, W>(m, T, ids, pos, seq_of, kv, S, tables, table_width, bs, cos, sin, scale, R, rows, logits,
+                       nthreads);
 }
 }  // namespace
 
@@ -260,10 +282,10 @@ extern "C" void nbinfer_llama_step(const void* model, int T, const int64_t* ids,
                                    int bs, const float* cos, const float* sin, float scale, int R, const int32_t* rows,
                                    float* logits, int nthreads) {
     const Model& m = *static_cast<const Model*>(model);
-    if (m.dtype == DType::bf16)
-        run_step(m, T, ids, pos, seq_of, static_cast<bf16*>(kv), S, tables, table_width, bs, cos, sin, scale, R, rows,
-                 logits, nthreads);
+    if (m.kvtype == DType::bf16)
+        run_with_cache<bf16>(m, T, ids, pos, seq_of, kv, S, tables, table_width, bs, cos, sin, scale, R, rows, logits,
+                             nthreads);
     else
-        run_step(m, T, ids, pos, seq_of, static_cast<float*>(kv), S, tables, table_width, bs, cos, sin, scale, R, rows,
-                 logits, nthreads);
+        run_with_cache<float>(m, T, ids, pos, seq_of, kv, S, tables, table_width, bs, cos, sin, scale, R, rows, logits,
+                              nthreads);
 }

@@ -1,5 +1,5 @@
-// The CPU kernels' vector type and the element types they read: fp32, and bf16 (weights and KV cache
-// stored as the top 16 bits of an fp32, as torch.bfloat16 stores them). Arithmetic is always fp32:
+// The CPU kernels' vector type and the element types they read: fp32, bf16 (weights and KV cache
+// stored as the top 16 bits of an fp32, as torch.bfloat16 stores them) and int8 (quantized weights). Arithmetic is always fp32:
 // a bf16 vector is widened on load (zero-extend, shift left 16: exact), so bf16 costs no precision
 // in the sums, only in what is stored, and halves the bytes a memory-bound decode step reads.
 #pragma once
@@ -17,6 +17,7 @@ typedef float gvec __attribute__((vector_size(GW * sizeof(float))));
 typedef float gvec_u __attribute__((vector_size(GW * sizeof(float)), aligned(4), may_alias));
 typedef uint32_t uvec __attribute__((vector_size(GW * sizeof(uint32_t))));
 typedef uint16_t hvec_u __attribute__((vector_size(GW * sizeof(uint16_t)), aligned(2), may_alias));
+typedef int8_t bvec_u __attribute__((vector_size(GW), aligned(1), may_alias));
 
 struct bf16 {
     uint16_t bits;
@@ -29,6 +30,9 @@ inline gvec gload(const float* p) { return *reinterpret_cast<const gvec_u*>(p); 
 inline gvec gload(const bf16* p) {
     return (gvec)(__builtin_convertvector(*reinterpret_cast<const hvec_u*>(p), uvec) << 16);
 }
+
+// GW int8 values as fp32 (int8 weights, whose per-row scale the caller applies): vpmovsxbd, vcvtdq2ps
+inline gvec gload(const int8_t* p) { return __builtin_convertvector(*reinterpret_cast<const bvec_u*>(p), gvec); }
 
 inline float ghsum(gvec x) {
     float s = 0.f;

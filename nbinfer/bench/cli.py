@@ -10,6 +10,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from ..models.quantize import QUANTIZATIONS
 from .peers import PEERS
 from .workloads import WORKLOADS
 
@@ -28,6 +29,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", default="auto")
     p.add_argument("--max-num-seqs", type=int, default=256)
+    p.add_argument("--quantization", default=None, choices=QUANTIZATIONS,
+                   help="nbinfer's weight-only quantization (int8: compare with llama.cpp on a Q8_0 --gguf)")
     p.add_argument("--peer", action="append", choices=sorted(PEERS),
                    help="a system to run beside nbinfer, in its own process (repeatable): hf (transformers "
                         "generate), vllm, llama-cpp (needs --gguf). Default: hf")
@@ -65,10 +68,12 @@ class _Nbinfer:
 
     name = "nbinfer"
 
-    def __init__(self, model_dir, dtype: str, device: str, dummy: bool, max_num_seqs: int, seed: int):
+    def __init__(self, model_dir, dtype: str, device: str, dummy: bool, max_num_seqs: int, seed: int,
+                 quantization: str | None = None):
         self.args = dict(model=str(model_dir), dtype=dtype, device=device, load_format="dummy" if dummy else "auto",
-                         max_num_seqs=max_num_seqs, seed=seed)
-        self.llm, self.info, self.device = None, {"dtype": dtype}, device
+                         max_num_seqs=max_num_seqs, seed=seed, quantization=quantization)
+        self.llm, self.device = None, device
+        self.info = {"dtype": f"{dtype} + int8 weights" if quantization == "int8" else dtype}
 
     def load(self) -> None:
         from nbinfer import LLM
@@ -119,7 +124,7 @@ def _chat_prompt(llm) -> list[int] | None:
 
 
 def run_bench(model=None, shape=None, workload="mixed", num_prompts=None, scale=1.0, reps=3, device="auto",
-              dtype="auto", max_num_seqs=256, peer=None, peer_python=None, peer_dtype=None, gguf=None, hf=True,
+              dtype="auto", max_num_seqs=256, quantization=None, peer=None, peer_python=None, peer_dtype=None, gguf=None, hf=True,
               hf_batch_size=None, roofline=True, seed=0, json=None, log=print) -> dict:
     """Run the benchmark; returns {"summaries", "table", "ratio_table", "ratios", ...}. Also used by
     %nbinfer bench. On a CPU the systems are all loaded and their repetitions interleaved (drift on a
@@ -155,7 +160,7 @@ def run_bench(model=None, shape=None, workload="mixed", num_prompts=None, scale=
         model_dir, label = model, str(model)
     num_prompts = num_prompts or (256 if cuda else 32)
 
-    ours = _Nbinfer(model_dir, dtype_name, str(dev), dummy, max_num_seqs, seed)
+    ours = _Nbinfer(model_dir, dtype_name, str(dev), dummy, max_num_seqs, seed, quantization)
     job = dict(model=str(model_dir), dtype=dtype_name, device=str(dev), dummy=dummy,
                threads=torch.get_num_threads(), gguf=str(gguf) if gguf else None, batch_size=hf_batch_size,
                max_num_seqs=max_num_seqs)
@@ -206,7 +211,7 @@ def run_bench(model=None, shape=None, workload="mixed", num_prompts=None, scale=
         for s in systems:
             s.close()
 
-    summaries = [Summary.of(runs["nbinfer"], dtype=dtype_name, load_s=ours.info["load_s"])]
+    summaries = [Summary.of(runs["nbinfer"], dtype=ours.info["dtype"], load_s=ours.info["load_s"])]
     for s in systems[1:]:
         match = None if dummy else agreement(runs["nbinfer"][0].token_ids, runs[s.name][0].token_ids)
         summaries.append(Summary.of(runs[s.name], dtype=s.info.get("dtype", ""), load_s=s.info["load_s"], match=match))

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, fields
 import torch
 
 from .attention.registry import AUTO, backend_names
+from ..models.quantize import QUANTIZATIONS
 from .checks import Checker
 
 ATTENTION_BACKENDS = (AUTO, *backend_names())
@@ -57,6 +58,9 @@ class EngineConfig:
     load_format: str = option("auto", "auto: safetensors; dummy: random weights (benchmarks)", LOAD_FORMATS)
     revision: str | None = option(None, "hub revision (branch, tag or commit) of model")
     tokenizer: str | None = option(None, "tokenizer from elsewhere (folder, .gguf file, hub id); None: the model's")
+    quantization: str | None = option(
+        None, "int8: weight-only int8 matrices, one scale per output row (CPU; a quarter of fp32's bytes per "
+        "decode token); None: the weights as loaded", QUANTIZATIONS)
 
     def __post_init__(self):
         """Every option checked at construction (type, range, finiteness): a ValueError naming it."""
@@ -76,8 +80,9 @@ class EngineConfig:
         for name in ("enable_prefix_caching", "enforce_eager", "trust_remote_code"):
             check.boolean(name, getattr(self, name))
         for f in fields(self):
-            if f.metadata["choices"] and f.name not in ("dtype", "device"):    # those two normalised above
-                one_of(f.name, getattr(self, f.name), f.metadata["choices"])
+            value = getattr(self, f.name)
+            if f.metadata["choices"] and f.name not in ("dtype", "device") and not (value is None is f.default):
+                one_of(f.name, value, f.metadata["choices"])     # dtype, device: normalised above
         self._set("seed", check.integer("seed", self.seed, low=-2**63, high=2**64 - 1))
         self._set("revision", check.string("revision", self.revision, optional=True))
         tokenizer = os.fspath(self.tokenizer) if isinstance(self.tokenizer, os.PathLike) else self.tokenizer

@@ -12,6 +12,7 @@ import torch
 
 from ..kernels import cpu_llama
 from ..models.loader import build_model, init_dummy_weights, load_weights
+from ..models.quantize import quantize_int8
 from ..models.rope import cos_sin_table
 from .attention import AttentionMetadata, make_backend
 from .cpu_threads import ThreadTuner
@@ -63,6 +64,10 @@ class ModelRunner:
         else:
             load_weights(self.model, rc.model_path)
         self.weights_bytes = sum(p.numel() * p.element_size() for p in self.model.parameters())
+        # weight-only int8 (CPU): the C++ step streams the int8 copy; torch's forward the dequantized weights
+        self.int8 = quantize_int8(self.model) if cfg.quantization == "int8" else None
+        if self.int8:
+            self.weights_bytes -= sum(q.numel() * (dtype.itemsize - 1) - s.numel() * 4 for q, s in self.int8.values())
         self.backend = make_backend(rc.attention_backend, device, cfg.block_size)
         self.threads = ThreadTuner(torch.get_num_threads()) if device.type == "cpu" else None
         self.cos, self.sin = cos_sin_table(model_cfg.head_dim, model_cfg.rope_theta, model_cfg.rope_scaling,
@@ -80,7 +85,10 @@ class ModelRunner:
         self.kv_cache_bytes = self.kv_cache.numel() * self.kv_cache.element_size()
         # small steps on a CPU (a few decode tokens, short prefills): one C++ call (kernels/cpu_llama.py)
         self.cpu_step = cpu_llama.build(self.model, self.backend, self.kv_cache, self.block_size, self.cos, self.sin,
-                                        torch.get_num_threads()) if device.type == "cpu" else None
+                                        torch.get_num_threads(), self.int8) if device.type == "cpu" else None
+        if self.int8 and self.cpu_step is None:
+            log.warning("quantization='int8': the CPU step does not run here, so torch runs the dequantized "
+                        "weights (the int8 model's numbers, without its speed)")
         self.graphs = None
         if use_graphs:
             self.graphs = build_decode_graphs(

@@ -41,6 +41,9 @@ class ResolvedConfig:
         hf_config = load_hf_config(path, cfg.trust_remote_code)
         mc = ModelConfig.from_hf(hf_config, architecture_of(hf_config, path))
         device = resolve_device(cfg.device)
+        if cfg.quantization and device.type != "cpu":
+            raise ValueError(f"quantization={cfg.quantization!r} runs on a CPU only (its kernels are the CPU step's); "
+                             f"use device='cpu' or no quantization")
         if cfg.max_model_len and cfg.max_model_len > mc.max_position_embeddings:
             # past the positions it was trained on a model's output degrades silently: refuse, as vLLM does
             raise ValueError(f"max_model_len={cfg.max_model_len} is more than the model's "

@@ -71,6 +71,24 @@ def test_cpu_step_matches_the_torch_forward(model_dir, family, dims):
                    for (_, a), (_, b) in zip(row, ref_row))
 
 
+@pytest.mark.parametrize("family,dims", [("llama", {}), ("qwen2", {}),
+                                         ("qwen3", {"hidden_size": 72, "intermediate_size": 100, "vocab_size": 403})])
+def test_int8_step_matches_the_torch_forward_on_the_dequantized_weights(model_dir, family, dims):
+    """int8 matrices (quantization="int8"): the C++ step streams the int8 values and scales them per
+    row; torch runs the same numbers dequantized, so the two agree to fp32 rounding."""
+    with LLM(model_dir(family, **dims), block_size=4, num_kv_blocks=256, max_num_batched_tokens=80,
+             quantization="int8") as llm:
+        if llm.engine.runner.cpu_step is None:
+            pytest.skip("the CPU kernels could not be built here (no C++ compiler?)")
+        assert llm.engine.runner.cpu_step.quantized
+        ours, calls = _run(llm, use_step=True)
+        ref, _ = _run(llm, use_step=False)
+    assert calls
+    for (tokens, lps, _), (ref_tokens, ref_lps, _) in zip(ours, ref):
+        assert tokens == ref_tokens
+        assert max(abs(a - b) for a, b in zip(lps, ref_lps)) < 1e-4
+
+
 def _greedy(llm, use_step: bool):
     step = llm.engine.runner.cpu_step
     llm.engine.runner.cpu_step = step if use_step else None
