@@ -59,6 +59,9 @@ inline void panel_kernel_1(const Wt* __restrict p, int K, const float* __restric
     gvec a0 = {}, a1 = {}, b0 = {}, b1 = {};
     int k = 0;
     for (; k + 2 <= K; k += 2, p += 2 * PW) {
+        // int8 panels go by too fast for the hardware prefetcher alone (one core: 9.5 -> 12.5 GB/s with
+        // this, 2 KB ahead, non-temporal); fp32 ones do not gain
+        if constexpr (sizeof(Wt) == 1) __builtin_prefetch(reinterpret_cast<const char*>(p) + 2048, 0, 0);
         const gvec u = gvec{} + x[k], v = gvec{} + x[k + 1];
         a0 += gload(p) * u, a1 += gload(p + GW) * u;
         b0 += gload(p + PW) * v, b1 += gload(p + PW + GW) * v;

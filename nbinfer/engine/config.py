@@ -106,7 +106,7 @@ class EngineConfig:
 
 def one_of(name: str, value, choices: tuple) -> None:
     if not isinstance(value, str) or value not in choices:
-        listed = ", ".join(repr(c) for c in choices[:-1]) + f" or {choices[-1]!r}"
+        listed = ", ".join(repr(c) for c in choices[:-1]) + f" or {choices[-1]!r}" if len(choices) > 1 else repr(choices[0])
         raise ValueError(f"{name} must be {listed}, got {value!r}")
 
 
