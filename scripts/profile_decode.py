@@ -9,7 +9,7 @@
 2. The workload (bench's `single` or `batch`, greedy, EOS ignored) through the engine, every piece of
    a step timed by wrapping it: GEMMs (by rows: decode-sized or prefill-sized), attention (decode-only
    steps or steps with prefill), the small per-layer ops (RMSNorm, RoPE, SiLU*mul), the LM head, the
-   C++ decode step (kernels/cpu_llama.py, the whole model for small decode steps), sampling, the
+   C++ step (kernels/cpu_llama.py, the whole model for every step on a CPU), sampling, the
    scheduler; "forward: other" is Python and dispatch between the pieces. --torch-path turns the
    C++ step off (the engine as it was before it).
 3. single: ms per decode step, and the bytes a step must read (weights incl. the LM head, plus KV)
@@ -123,7 +123,7 @@ class _Call:
     looks __call__ up on the type, where an instance attribute would not be seen)."""
 
     def __init__(self, step):
-        self.run, self.takes = step.__call__, step.takes
+        self.run = step.__call__
 
     def __call__(self, *a):
         return self.run(*a)
@@ -189,7 +189,7 @@ def _rows(r: dict, unit: float, denom: float) -> list[str]:
 def report(r: dict, bw: float, flops: float) -> str:
     t, cfg, wl = r["timers"], r["cfg"], r["workload"]
     steps = t.calls["step"]
-    path = "C++ decode step on" if r["cpu_step"] else "torch path (C++ decode step off)"
+    path = "C++ step on" if r["cpu_step"] else "torch path (C++ step off)"
     if wl.name == "single":
         step = t.total["step"] / steps * 1e3
         lines = [f"single: decode {r['step_ms']:.2f} ms/token between tokens ({1e3 / r['step_ms']:.1f} tok/s), "
@@ -223,7 +223,7 @@ def main() -> None:
     p.add_argument("--model")
     p.add_argument("--workload", default="single", choices=["single", "batch"])
     p.add_argument("--dtype", default="float32")
-    p.add_argument("--torch-path", action="store_true", help="turn the C++ decode step off (the engine before it)")
+    p.add_argument("--torch-path", action="store_true", help="turn the C++ step off (the engine before it)")
     p.add_argument("--bandwidth-only", action="store_true")
     args = p.parse_args()
     n = torch.get_num_threads()

@@ -195,8 +195,8 @@ class ModelRunner:
             start += n
 
         rows = sample_rows + prompt_rows
-        if self.cpu_step is not None and self.cpu_step.takes(len(ids)):
-            # a small step on a CPU: the whole model in one C++ call (kernels/cpu_llama.py)
+        if self.cpu_step is not None:
+            # a step on a CPU: the whole model in one C++ call (kernels/cpu_llama.py)
             logits = self.cpu_step(ids, positions, query_lens, tables, rows)
         else:
             pos_np = np.asarray(positions, dtype=np.int64)

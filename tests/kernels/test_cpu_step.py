@@ -2,10 +2,9 @@
 
 Each family's tiny model runs the same requests twice in one engine, with the C++ step and with it
 turned off (the torch forward, which tests/test_models.py holds to HF's greedy output): the tokens
-must be the same and the log-probs, prompt log-probs included, equal to rounding. The step budget
-makes some steps small enough for the C++ step (decode batches of 1 to 10 sequences, prefill chunks
-after a cached prefix, mixed steps) and the first ones too large for it (torch), with contexts over
-many blocks."""
+must be the same and the log-probs, prompt log-probs included, equal to rounding. The steps: decode
+batches of 1 to 10 sequences, prefill chunks after a cached prefix, mixed steps and a long prompt's
+80-token chunks, with contexts over many blocks."""
 import pytest
 import torch
 
@@ -20,7 +19,7 @@ class _Counted:
     """The step, counting the tokens of each call."""
 
     def __init__(self, step, calls):
-        self.step, self.calls, self.takes = step, calls, step.takes
+        self.step, self.calls = step, calls
 
     def __call__(self, ids, positions, query_lens, tables, rows):
         self.calls.append((len(ids), max(query_lens)))
@@ -35,7 +34,8 @@ def _run(llm, use_step: bool):
         params = SamplingParams(temperature=0, max_tokens=12, ignore_eos=True, logprobs=3)
         outs = llm.generate(PROMPTS[:1], params) + llm.generate(PROMPTS[:3], params)
         outs += llm.generate(PROMPTS[:5], params) + llm.generate(PROMPTS[:6], params)
-        outs += llm.generate(PROMPTS, params)                 # 10 sequences, a first step over MAX_TOKENS
+        outs += llm.generate(" ".join(PROMPTS) * 2, params)    # prefill chunks of the whole 80-token budget
+        outs += llm.generate(PROMPTS, params)                 # 10 sequences, a first step of 80 tokens
         # a prompt extending a cached one, with prompt log-probs: a prefill chunk after a cached prefix
         outs += llm.generate(PROMPTS[2] + " wanted to write stories", SamplingParams(
             temperature=0, max_tokens=4, ignore_eos=True, logprobs=1, prompt_logprobs=2))
@@ -60,7 +60,7 @@ def test_cpu_step_matches_the_torch_forward(model_dir, family, dims):
             pytest.skip("the CPU kernels could not be built here (no C++ compiler?)")
         ours, calls = _run(llm, use_step=True)
         ref, none = _run(llm, use_step=False)
-    assert calls and not none and max(n for n, _ in calls) <= cpu_llama.MAX_TOKENS
+    assert calls and not none and max(n for n, _ in calls) > 64  # a prefill-sized step too
     assert {1} < {n for n, _ in calls}                          # one decode token, and batches of them
     assert any(q > 1 for _, q in calls)                         # prefill chunks went through it too
     for (tokens, lps, prompt_lps), (ref_tokens, ref_lps, ref_prompt_lps) in zip(ours, ref):
@@ -135,4 +135,4 @@ def test_the_step_is_only_built_where_it_applies(model_dir):
         step = llm.engine.runner.cpu_step
         if step is None:
             pytest.skip("the CPU kernels could not be built here (no C++ compiler?)")
-        assert step.takes(1) and step.takes(cpu_llama.MAX_TOKENS) and not step.takes(cpu_llama.MAX_TOKENS + 1)
+        assert isinstance(step, cpu_llama.LlamaStep)
