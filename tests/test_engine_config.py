@@ -10,6 +10,7 @@ from nbinfer import LLM
 from nbinfer.engine import config
 from nbinfer.engine.attention import backend_names, make_backend, resolve_backend_name
 from nbinfer.engine.config import EngineConfig
+from nbinfer.models.quantize import QUANTIZATIONS
 
 
 def test_choice_tuples_come_from_one_place():
@@ -17,10 +18,11 @@ def test_choice_tuples_come_from_one_place():
     assert set(backend_names()) == {"cpu", "torch", "triton"}
     for f in fields(EngineConfig):
         if f.metadata["choices"]:
-            assert f.default in f.metadata["choices"], f.name
+            assert f.default is None or f.default in f.metadata["choices"], f.name    # None: off
     assert dict((f.name, f.metadata["choices"]) for f in fields(EngineConfig) if f.metadata["choices"]) == {
         "dtype": config.DTYPES, "device": config.DEVICES, "attention_backend": config.ATTENTION_BACKENDS,
-        "schedule_policy": config.SCHEDULE_POLICIES, "load_format": config.LOAD_FORMATS}
+        "schedule_policy": config.SCHEDULE_POLICIES, "load_format": config.LOAD_FORMATS,
+        "quantization": QUANTIZATIONS}
     assert all(f.metadata["help"] for f in fields(EngineConfig))
 
 
