@@ -83,7 +83,7 @@ def _available_bytes() -> int:
 
 
 class LlamaStep:
-    """Holds the packed weights (and references to the rest, so they outlive it) and runs small steps."""
+    """Holds the packed weights (and references to the rest, so they outlive it) and runs steps."""
 
     def __init__(self, lib, cfg, weights: list[torch.Tensor | None], kv_cache: torch.Tensor, block_size: int,
                  cos: torch.Tensor, sin: torch.Tensor, threads: int, int8: Int8 | None = None):
@@ -141,7 +141,7 @@ def build(model, backend, kv_cache: torch.Tensor, block_size: int, cos: torch.Te
           threads: int, int8: Int8 | None = None) -> LlamaStep | None:
     """The step for this model, or None where it does not apply (then every step runs in torch):
     it needs the CPU attention backend's cache layout, fp32 or bf16, head_dim a multiple of 16 (and <= 1024),
-    the library."""
+    the library, and free memory for the packed matrices."""
     cfg = model.cfg
     if (getattr(backend, "name", None) != "cpu" or getattr(backend, "kernel", None) is None
             or kv_cache.dtype not in (torch.float32, torch.bfloat16) or kv_cache.device.type != "cpu" or cfg.head_dim % 16 or cfg.head_dim > 1024
@@ -151,11 +151,11 @@ def build(model, backend, kv_cache: torch.Tensor, block_size: int, cos: torch.Te
     if lib is None or cfg.num_layers > lib.nbinfer_llama_max_layers():
         return None
     # the packed copy doubles the matrices' memory: where that would not leave room, torch runs every step
-    matrices = sum(w.numel() * (1 if int8 else w.element_size())
-                   for i, w in enumerate(model.cpu_step_weights()) if _is_matrix(i, w))
+    weights = model.cpu_step_weights()
+    matrices = sum(w.numel() * (1 if int8 else w.element_size()) for i, w in enumerate(weights) if _is_matrix(i, w))
     if matrices > _available_bytes() // 2:
         logging.getLogger("nbinfer").warning(
             "not enough free memory for the CPU step's packed weights (%.1f GB); running every step in torch",
             matrices / 1e9)
         return None
-    return LlamaStep(lib, cfg, model.cpu_step_weights(), kv_cache, block_size, cos, sin, threads, int8)
+    return LlamaStep(lib, cfg, weights, kv_cache, block_size, cos, sin, threads, int8)

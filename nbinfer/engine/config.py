@@ -12,8 +12,8 @@ from dataclasses import dataclass, field, fields
 
 import torch
 
-from .attention.registry import AUTO, backend_names
 from ..models.quantize import QUANTIZATIONS
+from .attention.registry import AUTO, backend_names
 from .checks import Checker
 
 ATTENTION_BACKENDS = (AUTO, *backend_names())

@@ -83,7 +83,7 @@ class ModelRunner:
         # meet uninitialised NaN/Inf, which a mask cannot cancel (0 * NaN = NaN); one memset at load
         self.kv_cache = torch.zeros(shape, dtype=dtype, device=device)
         self.kv_cache_bytes = self.kv_cache.numel() * self.kv_cache.element_size()
-        # small steps on a CPU (a few decode tokens, short prefills): one C++ call (kernels/cpu_llama.py)
+        # every step on a CPU (decode tokens, prefill chunks): one C++ call (kernels/cpu_llama.py)
         self.cpu_step = cpu_llama.build(self.model, self.backend, self.kv_cache, self.block_size, self.cos, self.sin,
                                         torch.get_num_threads(), self.int8) if device.type == "cpu" else None
         if self.int8 and self.cpu_step is None:
