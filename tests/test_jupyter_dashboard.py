@@ -14,6 +14,7 @@ from IPython.core.interactiveshell import InteractiveShell  # noqa: E402
 
 from nbinfer import EngineStats, RequestStats, SamplingParams  # noqa: E402
 from nbinfer.jupyter import session  # noqa: E402
+from server_testing import slow_steps  # noqa: E402
 from nbinfer.jupyter.block_grid import (CACHED, FIRST_REQUEST, FREE, GRID_COLUMNS, GRID_ROWS,  # noqa: E402
                                         PER_BLOCK_LIMIT, SHARED)
 from nbinfer.jupyter.frame import ColourSlots, build_frame, percent  # noqa: E402
@@ -291,10 +292,11 @@ def test_dashboard_magic_displays_widget(ip, llama_dir, monkeypatch):
         ip.run_line_magic("nbinfer", "dashboard --interval 0.05")
 
 
-def test_live_publisher_follows_a_running_generation(ip, llama_dir):
+def test_live_publisher_follows_a_running_generation(ip, llama_dir, monkeypatch):
     from nbinfer.jupyter.dashboard import get_dashboard
     ip.run_line_magic("nbinfer", f"load {llama_dir} --num-kv-blocks 64")
     llm = session.current_llm()
+    slow_steps(llm, monkeypatch, 0.005)       # the run lasts > 0.75 s, several of the publisher's frames
     dashboard, publisher = get_dashboard(interval=0.1)
     seen_used, seen_occupancy, seen_rows = [], [], []
 

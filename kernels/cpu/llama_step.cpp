@@ -1,6 +1,6 @@
 // A step of a Llama-family model on the CPU, fp32 or bf16 weights and KV cache (or int8 matrices, one
-// fp32 scale per output row, beside either): a few packed tokens (decode tokens, short prefill
-// chunks) through every layer to the logits of the rows asked for, in one call (kernels/cpu_llama.py;
+// fp32 scale per output row, beside either): the step's packed tokens (decode tokens, prefill chunks,
+// both mixed) through every layer to the logits of the rows asked for, in one call (kernels/cpu_llama.py;
 // the torch model in nbinfer/models/llama.py is the reference and runs every step this one does not).
 //
 // Why one call: a small step is hundreds of small ops. From the engine's thread each torch op pays

@@ -29,13 +29,19 @@ inline size_t packed_at(int t, int k, int K, int T) {
 }
 
 // y[t * ldy + i] = P[i] . x_t for one panel and the M tokens of one packed group (the micro-kernels
-// name every accumulator: GCC keeps arrays of vectors in memory, a store per FMA)
+// name every accumulator: GCC keeps arrays of vectors in memory, a store per FMA). Every M sums a
+// token's products in the same order, so a token's logits do not depend on how many tokens share its
+// step (a one-token kernel with two chains per vector was faster with int8 weights, but made greedy
+// output depend on the batch)
 template <int M, class Wt>
 inline void panel_kernel(const Wt* __restrict p, int K, const float* __restrict xp, float* __restrict y,
                          int64_t ldy) {
     gvec c00 = {}, c01 = {}, c10 = {}, c11 = {}, c20 = {}, c21 = {}, c30 = {}, c31 = {}, c40 = {}, c41 = {},
          c50 = {}, c51 = {};
     for (int k = 0; k < K; ++k, p += PW, xp += M) {
+        // int8 panels go by too fast for the hardware prefetcher alone (one core: 9.5 -> 12.5 GB/s with
+        // this, 2 KB ahead, non-temporal); fp32 ones do not gain
+        if constexpr (sizeof(Wt) == 1) __builtin_prefetch(reinterpret_cast<const char*>(p) + 2048, 0, 0);
         const gvec w0 = gload(p), w1 = gload(p + GW);
         gvec b = gvec{} + xp[0];
         c00 += w0 * b, c01 += w1 * b;
@@ -50,28 +56,6 @@ inline void panel_kernel(const Wt* __restrict p, int K, const float* __restrict 
         *reinterpret_cast<gvec_u*>(y + t * ldy) = cs[t][0];
         *reinterpret_cast<gvec_u*>(y + t * ldy + GW) = cs[t][1];
     }
-}
-
-// One token: two k-steps per iteration into two pairs of accumulators, so the loop is not bound by
-// the FMA latency of one chain per vector (int8 weights, a quarter of the bytes, reach it otherwise)
-template <class Wt>
-inline void panel_kernel_1(const Wt* __restrict p, int K, const float* __restrict x, float* __restrict y) {
-    gvec a0 = {}, a1 = {}, b0 = {}, b1 = {};
-    int k = 0;
-    for (; k + 2 <= K; k += 2, p += 2 * PW) {
-        // int8 panels go by too fast for the hardware prefetcher alone (one core: 9.5 -> 12.5 GB/s with
-        // this, 2 KB ahead, non-temporal); fp32 ones do not gain
-        if constexpr (sizeof(Wt) == 1) __builtin_prefetch(reinterpret_cast<const char*>(p) + 2048, 0, 0);
-        const gvec u = gvec{} + x[k], v = gvec{} + x[k + 1];
-        a0 += gload(p) * u, a1 += gload(p + GW) * u;
-        b0 += gload(p + PW) * v, b1 += gload(p + PW + GW) * v;
-    }
-    if (k < K) {
-        const gvec u = gvec{} + x[k];
-        a0 += gload(p) * u, a1 += gload(p + GW) * u;
-    }
-    *reinterpret_cast<gvec_u*>(y) = a0 + b0;
-    *reinterpret_cast<gvec_u*>(y + GW) = a1 + b1;
 }
 
 // Y[t * ldy + (r - p0 PW)] = W[r] . X[t] for the rows r of panels [p0, p1) and tokens t < T (xp packed)
@@ -89,7 +73,7 @@ inline void matmul_panels(const Wt* __restrict P, int K, const float* __restrict
                 case 4: panel_kernel<4>(w, K, x, y, ldy); break;
                 case 3: panel_kernel<3>(w, K, x, y, ldy); break;
                 case 2: panel_kernel<2>(w, K, x, y, ldy); break;
-                default: panel_kernel_1(w, K, x, y); break;
+                default: panel_kernel<1>(w, K, x, y, ldy); break;
             }
         }
     }

@@ -136,3 +136,17 @@ def test_the_step_is_only_built_where_it_applies(model_dir):
         if step is None:
             pytest.skip("the CPU kernels could not be built here (no C++ compiler?)")
         assert isinstance(step, cpu_llama.LlamaStep)
+
+
+def test_a_tokens_numbers_do_not_depend_on_the_batch(model_dir):
+    """Alone or with 6 others in each step, a prompt's greedy tokens and log-probs are the same
+    numbers (every packed group size sums in one order: cpu/matmul.h)."""
+    with LLM(model_dir("llama"), num_kv_blocks=256, enable_prefix_caching=False) as llm:
+        if llm.engine.runner.cpu_step is None:
+            pytest.skip("the CPU kernels could not be built here (no C++ compiler?)")
+        params = SamplingParams(temperature=0, max_tokens=16, ignore_eos=True, logprobs=1)
+        alone = llm.generate(PROMPTS[2], params)[0].outputs[0]
+        batched = llm.generate([PROMPTS[2]] + PROMPTS[3:9], params)[0].outputs[0]
+    assert alone.token_ids == batched.token_ids
+    assert [lp[t].logprob for lp, t in zip(alone.logprobs, alone.token_ids)] == \
+        [lp[t].logprob for lp, t in zip(batched.logprobs, batched.token_ids)]
