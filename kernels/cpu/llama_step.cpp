@@ -122,7 +122,7 @@ struct Step {
         // xn: the norm's output, packed for the matrix products (matmul.h), as are attn and act
         auto normed = [&](int slot, const float* w) {
             p.parallel_for(slot, T, [&](int t) {
-                rms_norm(resid + size_t(t) * H, w, H, m.eps, xn + packed_at(t, 0, H, T), std::min(MT, T - t / MT * MT));
+                rms_norm(resid + size_t(t) * H, w, H, m.eps, xn + packed_at(t, 0, H, T), packed_width(t, T));
             });
         };
         // out[t][r] (+)= bias[r] + W[r] . x[t], in chunks of kRows rows (kRows / PW panels)
@@ -175,7 +175,7 @@ struct Step {
                 attend(q + size_t(t) * Hq * D + size_t(h) * G * D, kc + int64_t(h) * D * S, vc + int64_t(h) * S * D,
                        tables + size_t(seq_of[t]) * table_width, int(pos[t]) + 1, G, D, S, bs, sc.data(), acc.data(),
                        o.data());
-                const int os = std::min(MT, T - t / MT * MT);
+                const int os = packed_width(t, T);
                 float* dst = attn + packed_at(t, h * G * D, Hq * D, T);
                 for (int i = 0; i < G * D; ++i) dst[size_t(i) * os] = o[i];
             });
@@ -189,7 +189,7 @@ struct Step {
                 matmul_panels(gu, H, xn, T, Ip / PW + panel, Ip / PW + panel + 1, y.data() + PW, kRows);
                 for (int t = 0; t < T; ++t) {
                     float* dst = act + packed_at(t, c, I, T);
-                    const int os = std::min(MT, T - t / MT * MT);
+                    const int os = packed_width(t, T);
                     for (int j = 0; j < n; ++j) {
                         float g = y[size_t(t) * kRows + j], u = y[size_t(t) * kRows + PW + j];
                         if (w.gate_up_s) g *= w.gate_up_s[c + j], u *= w.gate_up_s[I + c + j];
@@ -201,7 +201,7 @@ struct Step {
             project(slot + 7, w.down, w.down_s, w.down_b, H, I, act, resid, true);
         }
         p.parallel_for(slot, R, [&](int r) {
-            rms_norm(resid + size_t(rows[r]) * H, m.norm, H, m.eps, xn + packed_at(r, 0, H, R), std::min(MT, R - r / MT * MT));
+            rms_norm(resid + size_t(rows[r]) * H, m.norm, H, m.eps, xn + packed_at(r, 0, H, R), packed_width(r, R));
         });
         const int vpanels = (m.V + PW - 1) / PW, per = kRows / PW;
         p.parallel_for(slot + 1, R ? (vpanels + per - 1) / per : 0, [&](int chunk) {

@@ -22,10 +22,13 @@ namespace nbinfer {
 constexpr int PW = 2 * GW;   // rows per weight panel
 constexpr int MT = 6;        // tokens per activation group
 
+// tokens in token t's packed group (of T tokens): the stride between its consecutive k
+inline int packed_width(int t, int T) { return std::min(MT, T - t / MT * MT); }
+
 // index of X[t][k] in the packed activations of T tokens of width K
 inline size_t packed_at(int t, int k, int K, int T) {
-    const int t0 = t - t % MT, m = std::min(MT, T - t0);
-    return size_t(t0) * K + size_t(k) * m + (t - t0);
+    const int t0 = t - t % MT;
+    return size_t(t0) * K + size_t(k) * packed_width(t, T) + (t - t0);
 }
 
 // y[t * ldy + i] = P[i] . x_t for one panel and the M tokens of one packed group (the micro-kernels
