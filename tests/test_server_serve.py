@@ -13,7 +13,7 @@ import pytest
 
 from nbinfer import LLM, SamplingParams
 from nbinfer.server import serve_in_thread
-from server_testing import wait_until
+from server_testing import slow_steps, wait_until
 
 
 def _free_port() -> int:
@@ -22,8 +22,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_serve_in_thread_beside_in_process_work_then_stop(llama_dir):
+def test_serve_in_thread_beside_in_process_work_then_stop(llama_dir, monkeypatch):
     llm = LLM(llama_dir, num_kv_blocks=128)
+    slow_steps(llm, monkeypatch, 0.005)     # both 200-token requests still run when the test looks
     try:
         server = serve_in_thread(llm, port=0)
         assert server.url.startswith("http://127.0.0.1:") and server.running
